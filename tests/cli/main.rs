@@ -1,0 +1,1 @@
+//! Tier 2: the binary under a fake root.

@@ -1,0 +1,1 @@
+//! Tier 3: real hosts in systemd-nspawn containers.

@@ -1,0 +1,1 @@
+//! Tier 3: a QEMU virtual machine booted with cloud-init.

@@ -1,0 +1,202 @@
+//! dpkg's database, `/var/lib/dpkg/status`: deb822 stanzas separated by blank
+//! lines, one per package (per architecture). No I/O.
+//!
+//! The file is a few megabytes on a full host: this scans it once, borrowing
+//! lines, and allocates only for the answer.
+
+/// The `Status:` value (`want flag state`, e.g. `install ok installed`) of
+/// `package`. With several stanzas for the name (multiarch) an installed one
+/// wins, else the first.
+pub fn status(text: &str, package: &str) -> Option<String> {
+    let mut found: Option<&str> = None;
+    let mut is_package = false;
+    let mut stanza_status: Option<&str> = None;
+    // A trailing empty line closes the last stanza.
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.trim().is_empty() {
+            if let Some(status) = stanza_status.filter(|_| is_package) {
+                if state_is_installed(status) {
+                    return Some(status.to_owned());
+                }
+                found.get_or_insert(status);
+            }
+            is_package = false;
+            stanza_status = None;
+        } else if let Some(name) = field(line, "Package") {
+            is_package = name == package;
+        } else if let Some(status) = field(line, "Status") {
+            stanza_status = Some(status);
+        }
+    }
+    found.map(str::to_owned)
+}
+
+/// Whether `package` is installed: its state is `installed`, whatever is
+/// wanted of it (`install ok installed`, `hold ok installed`). Removed with
+/// config files left (`deinstall ok config-files`), half-installed and
+/// unpacked packages are not.
+pub fn installed(text: &str, package: &str) -> bool {
+    status(text, package).is_some_and(|s| state_is_installed(&s))
+}
+
+fn state_is_installed(status: &str) -> bool {
+    let mut words = status.split_whitespace();
+    let (_want, flag, state) = (words.next(), words.next(), words.next());
+    flag == Some("ok") && state == Some("installed")
+}
+
+/// The value of `name: value` when `line` is that field.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.strip_prefix(name)?.strip_prefix(':').map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An excerpt of a Debian 12 host's status file.
+    const STATUS: &str = "\
+Package: ca-certificates
+Status: install ok installed
+Priority: optional
+Section: misc
+Installed-Size: 384
+Maintainer: Julien Cristau <jcristau@debian.org>
+Architecture: all
+Multi-Arch: foreign
+Version: 20230311
+Depends: openssl (>= 1.1.1), debconf (>= 0.5) | debconf-2.0
+Conffiles:
+ /etc/ca-certificates.conf 2d2ff0f1cb2a5cf7e2ac1a5b3d3c2d7e
+Description: Common CA certificates
+ Contains the certificate authorities shipped with Mozilla's browser to allow
+ SSL-based applications to check for the authenticity of SSL connections.
+ .
+ Please note that Debian can neither confirm nor deny whether the
+
+Package: docker.io
+Status: install ok installed
+Priority: optional
+Section: admin
+Installed-Size: 126434
+Maintainer: Debian Go Packaging Team <team+pkg-go@tracker.debian.org>
+Architecture: amd64
+Source: docker.io (20.10.24+dfsg1-1)
+Version: 20.10.24+dfsg1-1+b3
+Depends: adduser, containerd (>= 1.4~), iptables, runc (>= 1.0.0~rc2~), tini (>= 0.19.0), libc6 (>= 2.34)
+Description: Linux container runtime
+ Docker complements kernel namespacing with a high-level API which operates at
+ the process level.
+
+Package: docker-ce
+Status: deinstall ok config-files
+Priority: optional
+Section: admin
+Installed-Size: 97042
+Maintainer: Docker <support@docker.com>
+Architecture: amd64
+Version: 5:27.3.1-1~debian.12~bookworm
+Conffiles:
+ /etc/default/docker 2b8a86e1b1c8e9e1e5a3d0bd9b5b7b53
+Description: Docker: the open-source application container engine
+
+Package: libc6
+Status: install ok installed
+Architecture: i386
+Multi-Arch: same
+Version: 2.36-9+deb12u9
+
+Package: libc6
+Status: hold ok installed
+Architecture: amd64
+Multi-Arch: same
+Version: 2.36-9+deb12u9
+
+Package: containerd
+Status: install reinstreq half-installed
+Architecture: amd64
+Version: 1.6.20~ds1-1+b1
+
+Package: runc
+Status: install ok unpacked
+Architecture: amd64
+Version: 1.1.5+ds1-1+deb12u1
+
+Package: tini
+Version: 0.19.0-1
+Status: install ok installed
+Architecture: amd64
+Description: tiny but valid init for containers";
+
+    #[test]
+    fn cases() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            // (package, status, installed)
+            ("docker.io", Some("install ok installed"), true),
+            ("docker-ce", Some("deinstall ok config-files"), false),
+            ("ca-certificates", Some("install ok installed"), true),
+            ("libc6", Some("install ok installed"), true),
+            (
+                "containerd",
+                Some("install reinstreq half-installed"),
+                false,
+            ),
+            ("runc", Some("install ok unpacked"), false),
+            // Status after Package but not right after it; last stanza
+            // without a final newline.
+            ("tini", Some("install ok installed"), true),
+            ("gitlab-runner", None, false),
+            ("docker", None, false),
+            // A field value is not a package name.
+            ("Docker", None, false),
+        ];
+        for (package, status_value, is_installed) in cases {
+            assert_eq!(
+                status(STATUS, package).as_deref(),
+                *status_value,
+                "{package}"
+            );
+            assert_eq!(installed(STATUS, package), *is_installed, "{package}");
+        }
+    }
+
+    #[test]
+    fn want_does_not_matter_only_state() {
+        let cases: &[(&str, bool)] = &[
+            ("install ok installed", true),
+            ("hold ok installed", true),
+            ("deinstall ok installed", true),
+            ("install ok config-files", false),
+            ("install reinstreq installed", false),
+            ("install ok", false),
+            ("", false),
+        ];
+        for (status_value, expected) in cases {
+            let text = format!("Package: p\nStatus: {status_value}\n");
+            assert_eq!(installed(&text, "p"), *expected, "{status_value:?}");
+        }
+    }
+
+    #[test]
+    fn fast_on_a_full_status_file() {
+        // About 3 MB, the package asked for last.
+        let mut text = String::new();
+        for i in 0..6000 {
+            text.push_str(&format!("Package: pkg{i}\nStatus: install ok installed\n"));
+            for _ in 0..10 {
+                text.push_str(" A long description line, continued as dpkg writes it, padded.\n");
+            }
+            text.push('\n');
+        }
+        text.push_str("Package: docker.io\nStatus: install ok installed\n");
+        assert!(text.len() > 3_000_000);
+        let start = std::time::Instant::now();
+        for _ in 0..10 {
+            assert!(installed(&text, "docker.io"));
+            assert!(!installed(&text, "docker-ce"));
+        }
+        // Generous for an unoptimized test build; a per-line allocation or a
+        // quadratic scan would be far slower.
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,67 @@
+//! `/etc/group`: `name:password:gid:member,member`. No I/O.
+
+/// The members listed for `group`, or `None` when there is no such group.
+/// Only the supplementary list: users whose primary group it is (the gid in
+/// `/etc/passwd`) are not named here.
+pub fn members(text: &str, group: &str) -> Option<Vec<String>> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != group {
+            return None;
+        }
+        let members = fields.nth(2).unwrap_or("");
+        Some(
+            members
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "\
+root:x:0:
+sudo:x:27:admin
+docker:x:998:gitlab-runner,admin
+gitlab-runner:x:997:
+users:x:100:
+# a comment line
+";
+
+    #[test]
+    fn members_cases() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("docker", Some(&["gitlab-runner", "admin"])),
+            ("sudo", Some(&["admin"])),
+            ("gitlab-runner", Some(&[])),
+            ("root", Some(&[])),
+            ("podman", None),
+            ("dock", None),
+            ("x", None),
+        ];
+        for (group, expected) in cases {
+            let expected = expected.map(|m| m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(members(GROUP, group), expected, "{group}");
+        }
+    }
+
+    #[test]
+    fn odd_lines() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("docker:x:998", Some(&[])),
+            ("docker:x:998:a,,b,\n", Some(&["a", "b"])),
+            ("docker:x:998:a\r\n", Some(&["a"])),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            let expected = expected.map(|m| m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(members(text, "docker"), expected, "{text:?}");
+        }
+    }
+}

@@ -1,24 +1,40 @@
 //! `/etc/group`: `name:password:gid:member,member`. No I/O.
 
-/// The members listed for `group`, or `None` when there is no such group.
-/// Only the supplementary list: users whose primary group it is (the gid in
-/// `/etc/passwd`) are not named here.
-pub fn members(text: &str, group: &str) -> Option<Vec<String>> {
+/// One group: its id and its supplementary members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// The entry for `group`, or `None` when there is no such group (or its line
+/// is malformed). Only the supplementary list: users whose primary group it
+/// is (the gid in `/etc/passwd`) are not named here.
+pub fn group(text: &str, group: &str) -> Option<GroupEntry> {
     text.lines().find_map(|line| {
         let mut fields = line.split(':');
         if fields.next()? != group {
             return None;
         }
-        let members = fields.nth(2).unwrap_or("");
-        Some(
-            members
+        let gid = fields.nth(1)?.trim().parse().ok()?;
+        let members = fields.next().unwrap_or("");
+        Some(GroupEntry {
+            name: group.to_string(),
+            gid,
+            members: members
                 .split(',')
                 .map(str::trim)
                 .filter(|m| !m.is_empty())
                 .map(str::to_owned)
                 .collect(),
-        )
+        })
     })
+}
+
+/// The members listed for `group`, or `None` when there is no such group.
+pub fn members(text: &str, name: &str) -> Option<Vec<String>> {
+    group(text, name).map(|g| g.members)
 }
 
 #[cfg(test)]
@@ -49,6 +65,14 @@ users:x:100:
             let expected = expected.map(|m| m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
             assert_eq!(members(GROUP, group), expected, "{group}");
         }
+    }
+
+    #[test]
+    fn group_has_its_gid() {
+        let docker = group(GROUP, "docker").expect("docker group");
+        assert_eq!(docker.gid, 998);
+        assert_eq!(docker.members, vec!["gitlab-runner", "admin"]);
+        assert_eq!(group("docker:x:notanumber:a\n", "docker"), None);
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! The command line: clap types whose doc comments are the help text, and
+//! each subcommand's `run`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+
+use crate::Error;
+use crate::cloud_init;
+use crate::host::Host;
+use crate::host::command::DuctRunner;
+use crate::profile::{DockerSource, EMBEDDED, Profile};
+use crate::report::{Format, Reporter};
+use crate::secret::{Redactor, TOKEN_ENV, Token};
+use crate::steps::{self, Mode, Selection, Settings};
+
+/// Turn this Linux host into a GitLab Runner shell-executor host that builds
+/// Docker images: idempotent, checkable, quiet under cloud-init.
+///
+/// The runner token comes from the RUNNER_TOKEN environment variable or
+/// --token-file, never from a flag: argv is world-readable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner-provision",
+    version,
+    help_expected = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// A built-in profile name (see `profiles list`) or the path of a profile file
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME|PATH",
+        env = "RUNNER_PROVISION_PROFILE"
+    )]
+    profile: Option<String>,
+
+    /// Output format: plain lines or spinners for people, or JSON Lines
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "RUNNER_PROVISION_OUTPUT"
+    )]
+    output: Format,
+
+    /// Work on the filesystem tree at DIR (an image being built) instead of
+    /// this host: commands run in `chroot DIR`, live-only actions are skipped
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Show more: every command run (repeatable)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+
+    /// Show only warnings, changes, failures and the summary
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Converge the host; exit 0 if every step ended ok, changed or skipped, 1 otherwise
+    Apply(ApplyArgs),
+    /// Show each step's state and what would change (with diffs); changes nothing
+    Plan(PlanArgs),
+    /// Check a provisioned host; each failure comes with a diagnosis; changes nothing
+    Verify(VerifyArgs),
+    /// List or show the built-in profiles
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Print #cloud-config user data that installs this tool and runs `apply` on every boot
+    CloudInit(CloudInitArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+/// Settings that override the profile (the environment variables override it too).
+#[derive(Debug, Clone, Args)]
+struct SettingsArgs {
+    /// GitLab instance URL
+    #[arg(long, env = "RUNNER_PROVISION_URL")]
+    url: Option<String>,
+    /// Runner name (default: the host name)
+    #[arg(long, env = "RUNNER_PROVISION_NAME")]
+    name: Option<String>,
+    /// GitLab Runner executor
+    #[arg(long, env = "RUNNER_PROVISION_EXECUTOR")]
+    executor: Option<String>,
+    /// Runner tags, comma-separated (legacy registration tokens only)
+    #[arg(long, value_delimiter = ',', env = "RUNNER_PROVISION_TAG_LIST")]
+    tag_list: Option<Vec<String>>,
+    /// Where Docker Engine comes from
+    #[arg(long, value_enum, env = "RUNNER_PROVISION_DOCKER_SOURCE")]
+    docker_source: Option<DockerSource>,
+    /// Docker storage driver for daemon.json and DOCKER_DRIVER
+    #[arg(long, env = "RUNNER_PROVISION_STORAGE_DRIVER")]
+    storage_driver: Option<String>,
+    /// Accept that membership in group docker is root-equivalent
+    #[arg(long)]
+    accept_docker_group_risk: bool,
+    /// Seconds docker-verify waits for the daemon to answer
+    #[arg(long, value_name = "SECS")]
+    verify_timeout: Option<u64>,
+    /// Read the runner token from this file (else from RUNNER_TOKEN)
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SelectionArgs {
+    /// Run only these steps (preflight always runs)
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    only: Vec<String>,
+    /// Leave these steps out
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    skip: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Do not ask for confirmation at a terminal
+    #[arg(short, long)]
+    yes: bool,
+    /// After applying, delete the --token-file and overwrite the token in
+    /// cloud-init's stored copies of the user data
+    #[arg(long, requires = "token_file")]
+    forget_token: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Exit 0 when converged, 2 when changes are pending, 1 on error
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// List the built-in profiles
+    List,
+    /// Print a built-in profile (or a profile file) as TOML
+    Show {
+        /// Profile name or path
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CloudInitArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// URL the new host downloads this tool from (with --binary-sha256)
+    #[arg(long, requires = "binary_sha256", conflicts_with = "binary_path")]
+    binary_url: Option<String>,
+    /// SHA-256 of the binary at --binary-url, checked before it runs
+    #[arg(long, value_name = "HEX")]
+    binary_sha256: Option<String>,
+    /// Path of the binary on the new host (baked into the image, or on an attached disk)
+    #[arg(long, value_name = "PATH", required_unless_present = "binary_url")]
+    binary_path: Option<String>,
+    /// Power the machine off or reboot it when cloud-init is done
+    #[arg(long, value_enum)]
+    power_state: Option<cloud_init::PowerState>,
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for
+    shell: clap_complete::Shell,
+}
+
+/// What every subcommand that looks at a host shares.
+struct Global {
+    profile: Option<String>,
+    output: Format,
+    root: Option<PathBuf>,
+    verbosity: i8,
+    redactor: Redactor,
+}
+
+impl Cli {
+    /// Runs the command; returns the process exit code.
+    pub fn run(self, redactor: Redactor) -> Result<u8> {
+        let global = Global {
+            profile: self.profile,
+            output: self.output,
+            root: self.root,
+            verbosity: if self.quiet {
+                -1
+            } else {
+                i8::try_from(self.verbose).unwrap_or(i8::MAX)
+            },
+            redactor,
+        };
+        match self.command {
+            Command::Apply(args) => args.run(&global),
+            Command::Plan(args) => args.run(&global),
+            Command::Verify(args) => args.run(&global),
+            Command::Profiles(cmd) => cmd.run(),
+            Command::CloudInit(args) => args.run(&global),
+            Command::Completions(args) => {
+                clap_complete::generate(
+                    args.shell,
+                    &mut Cli::command(),
+                    "runner-provision",
+                    &mut std::io::stdout(),
+                );
+                Ok(0)
+            }
+        }
+    }
+}
+
+impl SettingsArgs {
+    /// The profile with environment and flags laid over it, and the token.
+    fn resolve(&self, global: &Global) -> Result<Settings> {
+        let (mut profile, _source) = Profile::load(global.profile.as_deref())?;
+        let runner = &mut profile.runner;
+        if let Some(url) = &self.url {
+            runner.url.clone_from(url);
+        }
+        if let Some(name) = &self.name {
+            runner.name.clone_from(name);
+        }
+        if let Some(executor) = &self.executor {
+            runner.executor.clone_from(executor);
+        }
+        if let Some(tags) = &self.tag_list {
+            runner.tags = tags.iter().filter(|t| !t.is_empty()).cloned().collect();
+        }
+        let docker = &mut profile.docker;
+        if let Some(source) = self.docker_source {
+            docker.source = source;
+        }
+        if let Some(driver) = &self.storage_driver {
+            docker.storage_driver.clone_from(driver);
+        }
+        if self.accept_docker_group_risk {
+            docker.accept_group_risk = true;
+        }
+        if let Some(secs) = self.verify_timeout {
+            docker.verify_timeout = secs;
+        }
+        profile.validate()?;
+        let token = match &self.token_file {
+            Some(path) => Some(Token::from_file(path)?),
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(value) if !value.trim().is_empty() => Some(Token::new(&value)?),
+                _ => None,
+            },
+        };
+        if let Some(token) = &token {
+            global.redactor.add(token.expose());
+        }
+        Ok(Settings { profile, token })
+    }
+}
+
+impl SelectionArgs {
+    fn resolve(&self) -> Result<Selection, Error> {
+        for id in self.only.iter().chain(&self.skip) {
+            if !steps::IDS.contains(&id.as_str()) {
+                return Err(Error::UnknownStep {
+                    id: id.clone(),
+                    known: steps::IDS.join(", "),
+                });
+            }
+            if id == "preflight" {
+                return Err(Error::UnknownStep {
+                    id: format!(
+                        "{id} (it always runs: it is what refuses bad input before any change)"
+                    ),
+                    known: steps::IDS[1..].join(", "),
+                });
+            }
+        }
+        Ok(Selection {
+            only: self.only.clone(),
+            skip: self.skip.clone(),
+        })
+    }
+}
+
+impl Global {
+    fn reporter(&self) -> Arc<Reporter> {
+        Arc::new(Reporter::new(
+            self.output,
+            self.verbosity,
+            self.redactor.clone(),
+        ))
+    }
+
+    fn host(&self, reporter: Arc<Reporter>) -> Result<Host> {
+        let (root, live) = match &self.root {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    bail!(
+                        "--root {}: no such folder; give the root of the tree to work on",
+                        dir.display()
+                    );
+                }
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("resolving --root {}", dir.display()))?;
+                let live = dir == std::path::Path::new("/");
+                (dir, live)
+            }
+            None => (PathBuf::from("/"), true),
+        };
+        Host::new(
+            root,
+            live,
+            Box::new(DuctRunner),
+            reporter,
+            self.redactor.clone(),
+            self.verbosity > 0,
+        )
+    }
+}
+
+impl ApplyArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let settings = self.settings.resolve(global)?;
+        let selection = self.selection.resolve()?;
+        let reporter = global.reporter();
+        let host = global.host(reporter.clone())?;
+        let interactive = global.output == Format::Human
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal();
+        if interactive && !self.yes {
+            let planned = steps::run(&host, &settings, &selection, Mode::Plan, &reporter);
+            if planned.failed > 0 {
+                return Ok(1);
+            }
+            if planned.pending == 0 {
+                return Ok(0);
+            }
+            if !confirm("Apply these changes?")? {
+                println!("Nothing was changed.");
+                return Ok(1);
+            }
+        }
+        let counts = steps::run(&host, &settings, &selection, Mode::Apply, &reporter);
+        if self.forget_token {
+            if let (Some(path), Some(token)) = (&self.settings.token_file, &settings.token) {
+                let cleaned = cloud_init::forget_token(&host, token, path)?;
+                for file in cleaned {
+                    reporter.warning(None, &format!("overwrote the runner token in {file}"));
+                }
+            }
+        }
+        Ok(if counts.failed > 0 { 1 } else { 0 })
+    }
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    print!("{question} [y/N] ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+impl PlanArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let settings = self.settings.resolve(global)?;
+        let selection = self.selection.resolve()?;
+        let reporter = global.reporter();
+        let host = global.host(reporter.clone())?;
+        let counts = steps::run(&host, &settings, &selection, Mode::Plan, &reporter);
+        Ok(
+            match (
+                counts.failed > 0,
+                counts.pending > 0,
+                self.detailed_exitcode,
+            ) {
+                (true, _, _) => 1,
+                (false, true, true) => 2,
+                _ => 0,
+            },
+        )
+    }
+}
+
+impl VerifyArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let settings = self.settings.resolve(global)?;
+        let selection = self.selection.resolve()?;
+        let reporter = global.reporter();
+        let host = global.host(reporter.clone())?;
+        let counts = steps::run(&host, &settings, &selection, Mode::Verify, &reporter);
+        Ok(if counts.failed > 0 { 1 } else { 0 })
+    }
+}
+
+impl ProfilesCommand {
+    fn run(self) -> Result<u8> {
+        match self {
+            ProfilesCommand::List => {
+                for (i, (name, text)) in EMBEDDED.iter().enumerate() {
+                    let profile = Profile::parse(text, name)?;
+                    let default = if i == 0 { " (default)" } else { "" };
+                    println!("{name}{default}\t{}", profile.description);
+                }
+            }
+            ProfilesCommand::Show { name } => match EMBEDDED.iter().find(|(n, _)| *n == name) {
+                Some((_, text)) => print!("{text}"),
+                None => {
+                    let (profile, _) = Profile::load(Some(&name))?;
+                    print!(
+                        "{}",
+                        toml::to_string(&profile).context("rendering the profile")?
+                    );
+                }
+            },
+        }
+        Ok(0)
+    }
+}
+
+impl CloudInitArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let settings = self.settings.resolve(global)?;
+        let selection = self.selection.resolve()?;
+        let binary = match (self.binary_url, self.binary_sha256, self.binary_path) {
+            (Some(url), Some(sha256), _) => cloud_init::Binary::Url { url, sha256 },
+            (_, _, Some(path)) => cloud_init::Binary::Path(path),
+            _ => bail!("give --binary-path, or --binary-url with --binary-sha256"),
+        };
+        let user_data = cloud_init::render(&cloud_init::Options {
+            binary,
+            profile: settings.profile,
+            token: settings.token,
+            selection,
+            power_state: self.power_state,
+        })?;
+        print!("{user_data}");
+        Ok(0)
+    }
+}

@@ -1,0 +1,59 @@
+//! Expected, fixable failures. Each message says what is wrong and how to fix
+//! it; none ever contains the runner token. Unexpected failures travel as
+//! `anyhow` errors with short context instead.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "runner-provision must run as root to change this host: run it with sudo, or use --root DIR to work on a directory tree"
+    )]
+    NotRoot,
+    #[error(
+        "the runner token is empty: put the token in RUNNER_TOKEN or in the file given to --token-file"
+    )]
+    EmptyToken,
+    #[error(
+        "the runner token contains spaces or control characters: the file or variable must hold the token alone"
+    )]
+    MalformedToken,
+    #[error("cannot read token file {}: {reason}; make it a file readable by root (for example mode 0600, owner root)", path.display())]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("{0}")]
+    UnsupportedOs(String),
+    #[error(
+        "kernel {found} is too old: the overlay2 storage driver needs Linux 4.2 or later; upgrade the kernel"
+    )]
+    KernelTooOld { found: String },
+    #[error("`{tool}` was not found on PATH: install the package `{package}` and run again")]
+    MissingTool { tool: String, package: String },
+    #[error(
+        "{what} `{value}` is not a valid URL: give an http:// or https:// URL such as https://gitlab.example.com/"
+    )]
+    BadUrl { what: &'static str, value: String },
+    #[error(
+        "tags cannot be set when registering with a runner authentication token (glrt-…): GitLab keeps them on the server; set them in the runner's settings in GitLab, or remove --tag-list / [runner] tags"
+    )]
+    TagsWithAuthToken,
+    #[error(
+        "adding {members} to group docker gives them root on this host (anyone who can talk to the Docker daemon can mount / into a container); accept it with --accept-docker-group-risk or `accept_group_risk = true` in the profile's [docker] table, or skip the step with --skip docker-group"
+    )]
+    DockerGroupRiskNotAccepted { members: String },
+    #[error(
+        "there is no profile named `{name}`: the built-in profiles are {known}; or give the path of a profile file"
+    )]
+    UnknownProfile { name: String, known: String },
+    #[error("profile {path}: {message}")]
+    Profile { path: String, message: String },
+    #[error("unknown step `{id}`: the steps are {known}")]
+    UnknownStep { id: String, known: String },
+    #[error("{} is malformed: {message}; fix or remove the file, then run again (it was not changed)", path.display())]
+    MalformedFile { path: PathBuf, message: String },
+    #[error("the profile's {what} `{value}` is not one of {allowed}")]
+    BadSetting {
+        what: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+}

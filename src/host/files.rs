@@ -1,0 +1,245 @@
+//! Every file the tool reads or writes, resolved under the host's root.
+//!
+//! Writes are atomic: a temporary file in the same folder, written, given the
+//! mode and owner of the file it replaces (or the mode asked for), fsynced,
+//! then renamed over the target and the folder fsynced. A reader, a crash or a
+//! SIGKILL sees the old file or the new one, never half of one; the temporary
+//! file is removed if the write fails before the rename.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The host's filesystem as seen from `root` (`/` on a live host).
+#[derive(Clone, Debug)]
+pub struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `path` (absolute, as on the host) resolved under the root.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.resolve(path).exists()
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path).is_dir()
+    }
+
+    /// The file's text, or `None` when it does not exist. Any other failure
+    /// (permissions, not UTF-8) is an error: state that cannot be read is
+    /// never assumed.
+    pub fn read(&self, path: &str) -> Result<Option<String>> {
+        match fs::read(self.resolve(path)) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .with_context(|| format!("reading {path}: not UTF-8 text")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {path}")),
+        }
+    }
+
+    /// Like [`Files::read`] for files that may hold binary data.
+    pub fn read_bytes(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match fs::read(self.resolve(path)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {path}")),
+        }
+    }
+
+    /// Names of the entries of a folder; empty when it does not exist.
+    pub fn list(&self, path: &str) -> Result<Vec<String>> {
+        match fs::read_dir(self.resolve(path)) {
+            Ok(entries) => {
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.with_context(|| format!("listing {path}"))?;
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+                names.sort();
+                Ok(names)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("listing {path}")),
+        }
+    }
+
+    /// Mode bits (permissions only) of a file, if it exists.
+    pub fn mode(&self, path: &str) -> Result<Option<u32>> {
+        match fs::metadata(self.resolve(path)) {
+            Ok(meta) => Ok(Some(meta.permissions().mode() & 0o7777)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading the mode of {path}")),
+        }
+    }
+
+    /// Creates a folder (and its parents) with `mode` for the ones it creates.
+    pub fn create_dir(&self, path: &str, mode: u32) -> Result<()> {
+        let full = self.resolve(path);
+        if full.is_dir() {
+            return Ok(());
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&full)
+            .with_context(|| format!("creating {path}"))
+    }
+
+    /// Replaces `path` with `content` atomically. An existing file keeps its
+    /// mode and owner; a new one gets `new_mode` and root's ownership.
+    pub fn write_atomic(&self, path: &str, content: &[u8], new_mode: u32) -> Result<()> {
+        let full = self.resolve(path);
+        let dir = full
+            .parent()
+            .with_context(|| format!("writing {path}: it has no parent folder"))?;
+        let existing = match fs::metadata(&full) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("writing {path}")),
+        };
+        let name = full
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .with_context(|| {
+                format!(
+                    "writing {path}: creating a temporary file in {}",
+                    dir.display()
+                )
+            })?;
+        let mode = existing
+            .as_ref()
+            .map_or(new_mode, |m| m.permissions().mode() & 0o7777);
+        // Mode first, then content: a secret never sits in a world-readable file.
+        fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
+            .with_context(|| format!("writing {path}: setting mode {mode:o}"))?;
+        if let Some(meta) = &existing {
+            std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid()), Some(meta.gid()))
+                .with_context(|| format!("writing {path}: keeping its owner"))?;
+        }
+        temp.write_all(content)
+            .with_context(|| format!("writing {path}"))?;
+        temp.as_file()
+            .sync_all()
+            .with_context(|| format!("writing {path}: fsync"))?;
+        temp.persist(&full)
+            .map_err(|e| e.error)
+            .with_context(|| format!("writing {path}: renaming the temporary file into place"))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("writing {path}: fsync of {}", dir.display()))?;
+        Ok(())
+    }
+
+    /// Every regular file below `path`, not following symbolic links;
+    /// empty when `path` does not exist.
+    pub fn walk(&self, path: &str) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let mut folders = vec![path.trim_end_matches('/').to_string()];
+        while let Some(folder) = folders.pop() {
+            for name in self.list(&folder)? {
+                let child = format!("{folder}/{name}");
+                let meta = fs::symlink_metadata(self.resolve(&child))
+                    .with_context(|| format!("reading {child}"))?;
+                if meta.is_dir() {
+                    folders.push(child);
+                } else if meta.is_file() {
+                    found.push(child);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Removes a file; a missing file is fine.
+    pub fn remove(&self, path: &str) -> Result<()> {
+        match fs::remove_file(self.resolve(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {path}")),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_keeps_mode_of_existing_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path());
+        files
+            .create_dir("/etc/gitlab-runner", 0o700)
+            .expect("mkdir");
+        files
+            .write_atomic("/etc/gitlab-runner/config.toml", b"a = 1\n", 0o600)
+            .expect("write");
+        fs::set_permissions(
+            files.resolve("/etc/gitlab-runner/config.toml"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .expect("chmod");
+        files
+            .write_atomic("/etc/gitlab-runner/config.toml", b"a = 2\n", 0o600)
+            .expect("rewrite");
+        assert_eq!(
+            files.mode("/etc/gitlab-runner/config.toml").expect("mode"),
+            Some(0o640)
+        );
+        assert_eq!(
+            files
+                .read("/etc/gitlab-runner/config.toml")
+                .expect("read")
+                .as_deref(),
+            Some("a = 2\n")
+        );
+        assert_eq!(
+            files.list("/etc/gitlab-runner").expect("list"),
+            vec!["config.toml"]
+        );
+        assert_eq!(files.mode("/etc/gitlab-runner").expect("mode"), Some(0o700));
+    }
+
+    #[test]
+    fn new_file_gets_the_mode_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path());
+        files.write_atomic("/token", b"x", 0o600).expect("write");
+        assert_eq!(files.mode("/token").expect("mode"), Some(0o600));
+    }
+
+    #[test]
+    fn missing_file_reads_as_none_and_unreadable_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path());
+        assert_eq!(files.read("/etc/modules").expect("read"), None);
+        fs::create_dir_all(files.resolve("/etc/modules")).expect("mkdir");
+        assert!(
+            files.read("/etc/modules").is_err(),
+            "a folder where a file should be is an error"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The one context every step receives: the root, the command runner, the
+//! OS facts, accounts and the output. Steps reach the host only through it.
+
+pub mod accounts;
+pub mod command;
+pub mod files;
+pub mod os;
+pub mod packages;
+pub mod services;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::report::Reporter;
+use crate::secret::Redactor;
+use accounts::Accounts;
+use command::{Cmd, CommandError, Commands, Output, Runner};
+use files::Files;
+use os::OsFacts;
+
+pub struct Host {
+    pub files: Files,
+    pub accounts: Accounts,
+    pub os: OsFacts,
+    /// The running kernel and daemons belong to this tree (`--root` not given).
+    pub live: bool,
+    commands: Commands,
+    reporter: Arc<Reporter>,
+    redactor: Redactor,
+    /// /var/lib/dpkg/status, read once and dropped when apt changes it.
+    dpkg_status: RefCell<Option<String>>,
+}
+
+impl Host {
+    /// A host rooted at `root`. `live` is false for `--root DIR`: commands then
+    /// run through `chroot DIR`, and live-only actions are skipped.
+    pub fn new(
+        root: PathBuf,
+        live: bool,
+        runner: Box<dyn Runner>,
+        reporter: Arc<Reporter>,
+        redactor: Redactor,
+        verbose: bool,
+    ) -> Result<Self> {
+        let files = Files::new(&root);
+        let chroot = (!live).then(|| root.display().to_string());
+        let os = OsFacts::detect(&files, live)?;
+        Ok(Self {
+            accounts: Accounts::new(files.clone()),
+            files,
+            os,
+            live,
+            commands: Commands::new(runner, redactor.clone(), chroot, verbose),
+            reporter,
+            redactor,
+            dpkg_status: RefCell::new(None),
+        })
+    }
+
+    /// Runs a command; non-zero exit is an error with argv, status and stderr.
+    pub fn run(&self, cmd: Cmd) -> Result<Output, CommandError> {
+        self.commands.run(cmd)
+    }
+
+    /// Runs a command whose exit status is an answer, not a failure.
+    pub fn probe(&self, cmd: Cmd) -> Result<Output, CommandError> {
+        self.commands.run_unchecked(cmd)
+    }
+
+    /// Every command run so far, redacted (for tests and `-v`).
+    pub fn command_history(&self) -> Vec<String> {
+        self.commands.history()
+    }
+
+    /// A warning tied to a step, shown at once (e.g. while waiting for a lock).
+    pub fn warn(&self, step: &str, message: &str) {
+        self.reporter
+            .warning(Some(step), &self.redactor.redact(message));
+    }
+
+    /// Progress text for the step that is running (spinner message or a plain line at -v).
+    pub fn progress(&self, message: &str) {
+        self.reporter.progress(&self.redactor.redact(message));
+    }
+
+    /// Finds a tool on PATH (under the root for `--root`).
+    pub fn which(&self, tool: &str) -> Option<PathBuf> {
+        if self.live {
+            return which::which(tool).ok();
+        }
+        const PATHS: &[&str] = &[
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ];
+        PATHS
+            .iter()
+            .map(|dir| self.files.resolve(&format!("{dir}/{tool}")))
+            .find(|p| p.is_file())
+    }
+
+    /// Downloads a URL (http, https) or reads a local `file:` URL or path.
+    pub fn fetch(&self, url: &str) -> Result<Vec<u8>> {
+        if let Some(path) = url
+            .strip_prefix("file://")
+            .or_else(|| url.strip_prefix("file:"))
+        {
+            return std::fs::read(path).with_context(|| format!("reading {path}"));
+        }
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bail!("cannot fetch {url}: only http, https and file URLs are supported");
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(url)
+            .call()
+            .with_context(|| format!("downloading {url}"))?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .with_context(|| format!("downloading {url}"))
+    }
+
+    /// The host name: the running kernel's, or /etc/hostname of an offline root.
+    pub fn hostname(&self) -> Result<String> {
+        let name = if self.live {
+            nix::unistd::gethostname()
+                .context("reading the host name")?
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            self.files.read("/etc/hostname")?.unwrap_or_default()
+        };
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            bail!("the host has no name: set [runner] name in the profile or --name");
+        }
+        Ok(name)
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+}

@@ -1,0 +1,166 @@
+//! Services and processes: enabled/running state read from the filesystem
+//! and /proc, start/enable/restart through systemctl where systemd is PID 1
+//! and through `service`/`update-rc.d` elsewhere.
+
+use anyhow::{Context, Result};
+
+use super::Host;
+use super::command::{Cmd, CommandError};
+
+/// A process found in /proc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub uid: u32,
+    /// Supplementary groups (the `Groups:` line of /proc/PID/status).
+    pub groups: Vec<u32>,
+}
+
+impl Host {
+    /// Is `unit` enabled? systemd: a symlink in some `*.wants` folder of
+    /// /etc/systemd/system; SysV: an S link in /etc/rc2.d. Where the init
+    /// system is unknown (offline root) either counts.
+    pub fn service_enabled(&self, name: &str) -> Result<bool> {
+        let unit = format!("{name}.service");
+        let systemd = self.systemd_wants(&unit)?;
+        let sysv = self
+            .files
+            .list("/etc/rc2.d")?
+            .iter()
+            .any(|f| f.starts_with('S') && f.get(3..) == Some(name));
+        Ok(if !self.live {
+            systemd || sysv
+        } else if self.os.systemd {
+            systemd
+        } else {
+            sysv
+        })
+    }
+
+    fn systemd_wants(&self, unit: &str) -> Result<bool> {
+        for dir in self.files.list("/etc/systemd/system")? {
+            if dir.ends_with(".wants")
+                && self
+                    .files
+                    .exists(&format!("/etc/systemd/system/{dir}/{unit}"))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn service_enable(&self, name: &str) -> Result<(), CommandError> {
+        if self.os.systemd || !self.live {
+            self.run(Cmd::new("systemctl").args(["enable", name]))
+                .map(drop)
+        } else {
+            self.run(Cmd::new("update-rc.d").args([name, "defaults"]))
+                .map(drop)
+        }
+    }
+
+    /// `action` is start, stop or restart.
+    pub fn service(&self, name: &str, action: &str) -> Result<(), CommandError> {
+        if self.os.systemd {
+            self.run(Cmd::new("systemctl").args([action, name]))
+                .map(drop)
+        } else {
+            self.run(Cmd::new("service").args([name, action])).map(drop)
+        }
+    }
+
+    /// Is the process named in `pidfile` alive and called `comm`?
+    pub fn pidfile_running(&self, pidfile: &str, comm: &str) -> Result<bool> {
+        let Some(text) = self.files.read(pidfile)? else {
+            return Ok(false);
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return Ok(false);
+        };
+        Ok(self
+            .files
+            .read(&format!("/proc/{pid}/comm"))
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.trim() == comm))
+    }
+
+    /// Every live process whose command name is `comm`.
+    pub fn processes(&self, comm: &str) -> Result<Vec<Process>> {
+        let mut found = Vec::new();
+        for entry in self.files.list("/proc")? {
+            let Ok(pid) = entry.parse::<u32>() else {
+                continue;
+            };
+            // A process can exit between listing and reading: not an error.
+            let Ok(Some(status)) = self.files.read(&format!("/proc/{pid}/status")) else {
+                continue;
+            };
+            if let Some(process) = parse_status(pid, &status, comm) {
+                found.push(process);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The systemd unit file that defines `name`, if any.
+    pub fn unit_file(&self, name: &str) -> Result<Option<String>> {
+        for dir in [
+            "/etc/systemd/system",
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+        ] {
+            if let Some(text) = self
+                .files
+                .read(&format!("{dir}/{name}.service"))
+                .with_context(|| format!("reading the {name} unit"))?
+            {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse_status(pid: u32, status: &str, comm: &str) -> Option<Process> {
+    let mut name = None;
+    let mut uid = None;
+    let mut groups = Vec::new();
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("Name:") {
+            name = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("Uid:") {
+            uid = v.split_whitespace().next().and_then(|u| u.parse().ok());
+        } else if let Some(v) = line.strip_prefix("Groups:") {
+            groups = v
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect();
+        }
+    }
+    (name? == comm).then_some(Process {
+        pid,
+        uid: uid?,
+        groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing_reads_uid_and_groups() {
+        let status = "Name:\tgitlab-runner\nUmask:\t0022\nUid:\t999\t999\t999\t999\nGid:\t999\t999\t999\t999\nGroups:\t999 998 \n";
+        assert_eq!(
+            parse_status(42, status, "gitlab-runner"),
+            Some(Process {
+                pid: 42,
+                uid: 999,
+                groups: vec![999, 998]
+            })
+        );
+        assert_eq!(parse_status(42, status, "dockerd"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! runner-provision: turn a Linux host into a GitLab Runner shell-executor
+//! host that builds Docker images, idempotently. See the README for use;
+//! DESIGN of the modules: `cli` parses, `steps` decide, `host` does every
+//! I/O, `edit` transforms text without I/O, `report` prints.
+
+pub mod cli;
+pub mod cloud_init;
+pub mod edit;
+mod error;
+pub mod host;
+pub mod profile;
+pub mod report;
+pub mod secret;
+pub mod steps;
+
+pub use error::Error;

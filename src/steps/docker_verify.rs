@@ -1,0 +1,133 @@
+//! docker-verify: `docker info`, as the runner account with a login
+//! environment (as a shell job runs), answers with the expected driver.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Change, Mode, Settings, State, Step, require_tool};
+use crate::host::Host;
+use crate::host::command::{Cmd, Output};
+
+pub struct DockerVerify;
+
+const ACCOUNT: &str = "gitlab-runner";
+
+/// Why `docker info` did not answer as it should, with the fix.
+#[derive(Debug, thiserror::Error)]
+enum Diagnosis {
+    #[error(
+        "{ACCOUNT} cannot open /var/run/docker.sock (permission denied): it is not in group docker, or the process that runs jobs started before it joined; run the docker-group step, then `systemctl restart gitlab-runner`"
+    )]
+    SocketPermission,
+    #[error(
+        "the Docker daemon is not running or not answering: start it with `systemctl start docker` (or `service docker start`) and read `journalctl -u docker` or /var/log/docker.log for why it stopped"
+    )]
+    DaemonDown,
+    #[error("Docker uses the storage driver {found}, not {wanted}: {hint}")]
+    WrongDriver {
+        found: String,
+        wanted: String,
+        hint: &'static str,
+    },
+    #[error("`docker info` as {ACCOUNT} failed: {0}")]
+    Other(String),
+}
+
+enum Answer {
+    Driver(String),
+    NotYet,
+}
+
+fn docker_info(host: &Host) -> Result<Answer> {
+    let out: Output = host.probe(
+        Cmd::new("runuser")
+            .args(["-l", ACCOUNT, "-c", "docker info --format '{{.Driver}}'"])
+            .timeout(Duration::from_secs(30)),
+    )?;
+    if out.success() {
+        return Ok(Answer::Driver(out.stdout.trim().to_string()));
+    }
+    let text = format!("{}\n{}", out.stderr, out.stdout).to_lowercase();
+    if text.contains("permission denied") {
+        return Err(Diagnosis::SocketPermission.into());
+    }
+    if out.timed_out
+        || text.contains("cannot connect to the docker daemon")
+        || text.contains("is the docker daemon running")
+    {
+        return Ok(Answer::NotYet);
+    }
+    Err(Diagnosis::Other(out.stderr.trim().to_string()).into())
+}
+
+fn judge(found: String, wanted: &str) -> Result<State> {
+    if found == wanted {
+        return Ok(State::Done);
+    }
+    let hint = if found == "vfs" {
+        "overlay is unavailable to the daemon (is the overlay module loaded? see the overlay-module step and `dmesg`)"
+    } else {
+        "the daemon has not picked up /etc/docker/daemon.json; restart docker"
+    };
+    Err(Diagnosis::WrongDriver {
+        found,
+        wanted: wanted.to_string(),
+        hint,
+    }
+    .into())
+}
+
+impl Step for DockerVerify {
+    fn id(&self) -> &'static str {
+        "docker-verify"
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        &["docker-install", "docker-group", "docker-driver"]
+    }
+
+    fn preflight(&self, host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {
+        if host.live {
+            require_tool(host, "runuser", "util-linux")
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        if !host.live {
+            return Ok(State::NotApplicable("offline root".to_string()));
+        }
+        match docker_info(host)? {
+            Answer::Driver(found) => judge(found, &settings.profile.docker.storage_driver),
+            Answer::NotYet => Ok(State::Pending(vec![Change::new(format!(
+                "wait for the Docker daemon to answer (up to {} s)",
+                settings.profile.docker.verify_timeout
+            ))])),
+        }
+    }
+
+    /// Polls with backoff while the daemon starts; changes nothing.
+    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+        let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
+        let deadline = Instant::now() + limit;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            host.progress("waiting for the Docker daemon");
+            if let Answer::Driver(found) = docker_info(host)? {
+                judge(found, &settings.profile.docker.storage_driver)?;
+                return Ok(Vec::new());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(anyhow::Error::new(Diagnosis::DaemonDown).context(format!(
+                    "no answer from `docker info` within {} s",
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(delay.min(deadline - now));
+            delay = (delay * 2).min(Duration::from_secs(4));
+        }
+    }
+}

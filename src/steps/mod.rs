@@ -1,0 +1,360 @@
+//! The steps, in order, and the engine that checks and applies them.
+//!
+//! A step is a value with state: `check` probes the host and says whether
+//! the step is done, what would change, or why it does not apply; `apply`
+//! makes the change. `check` that cannot read state is an error, never an
+//! assumption. After `apply`, the engine checks again: a step that still has
+//! work to do has failed, whatever its `apply` said.
+
+mod apt_repo;
+mod docker_driver;
+mod docker_group;
+mod docker_install;
+mod docker_verify;
+mod overlay_module;
+mod runner_install;
+mod runner_register;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::host::Host;
+use crate::profile::Profile;
+use crate::report::{Counts, Reporter, Status, StepReport};
+use crate::secret::Token;
+
+pub use docker_install::docker_packages;
+
+/// Every step id, in the order they run; `preflight` is always first.
+pub const IDS: &[&str] = &[
+    "preflight",
+    "runner-install",
+    "runner-register",
+    "docker-install",
+    "docker-group",
+    "overlay-module",
+    "docker-driver",
+    "docker-verify",
+];
+
+pub const CONFIG_TOML: &str = "/etc/gitlab-runner/config.toml";
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// What a step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Converged: nothing to do.
+    Done,
+    /// Work to do, described for the operator.
+    Pending(Vec<Change>),
+    /// Does not apply here, and that is healthy (offline root).
+    NotApplicable(String),
+    /// Cannot be done now, and the host is not complete without it (no token).
+    Skipped(String),
+}
+
+/// One change a step would make; files carry a unified diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub summary: String,
+    pub diff: Option<String>,
+}
+
+impl Change {
+    pub fn new(summary: impl Into<String>) -> Self {
+        Self {
+            summary: summary.into(),
+            diff: None,
+        }
+    }
+
+    pub fn file(summary: impl Into<String>, diff: String) -> Self {
+        Self {
+            summary: summary.into(),
+            diff: (!diff.is_empty()).then_some(diff),
+        }
+    }
+}
+
+/// The resolved settings every step reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub profile: Profile,
+    pub token: Option<Token>,
+}
+
+impl Settings {
+    /// The runner's name: the profile's, or the host name.
+    pub fn runner_name(&self, host: &Host) -> Result<String> {
+        if !self.profile.runner.name.is_empty() {
+            return Ok(self.profile.runner.name.clone());
+        }
+        host.hostname()
+    }
+}
+
+pub trait Step {
+    fn id(&self) -> &'static str;
+
+    /// Steps whose failure makes this one pointless.
+    fn needs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Validation that must pass before any step changes anything: bad
+    /// input and missing tools. In a plan, problems that only `apply` would
+    /// refuse for are warnings ([`Mode`] tells which run this is).
+    fn preflight(&self, _host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {
+        Ok(())
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State>;
+
+    /// Makes the pending changes; returns what it did, in the operator's words.
+    fn apply(&self, host: &Host, settings: &Settings, pending: &[Change]) -> Result<Vec<String>>;
+}
+
+pub fn all() -> Vec<Box<dyn Step>> {
+    vec![
+        Box::new(runner_install::RunnerInstall),
+        Box::new(runner_register::RunnerRegister),
+        Box::new(docker_install::DockerInstall),
+        Box::new(docker_group::DockerGroup),
+        Box::new(overlay_module::OverlayModule),
+        Box::new(docker_driver::DockerDriver),
+        Box::new(docker_verify::DockerVerify),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    Plan,
+    Verify,
+}
+
+/// Which steps run: `--only` and `--skip`, already checked against [`IDS`].
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+}
+
+impl Selection {
+    pub fn includes(&self, id: &str) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|o| o == id))
+            && !self.skip.iter().any(|s| s == id)
+    }
+}
+
+/// Runs preflight and the selected steps in `mode`, reporting each.
+pub fn run(
+    host: &Host,
+    settings: &Settings,
+    selection: &Selection,
+    mode: Mode,
+    reporter: &Reporter,
+) -> Counts {
+    let started = Instant::now();
+    let steps: Vec<Box<dyn Step>> = all()
+        .into_iter()
+        .filter(|s| selection.includes(s.id()))
+        .collect();
+    let event = if mode == Mode::Apply {
+        "step_finished"
+    } else {
+        "step_checked"
+    };
+    let mut counts = Counts::default();
+
+    let preflight = run_preflight(host, settings, &steps, mode, reporter);
+    counts.add(preflight.status);
+    reporter.step_finished(event, &preflight);
+    let preflight_failed = preflight.status == Status::Failed;
+
+    // Ids of steps that failed (apply) or still have work (plan), for dependents.
+    let mut failed: Vec<&'static str> = Vec::new();
+    let mut pending: Vec<&'static str> = Vec::new();
+    for step in &steps {
+        let report = if preflight_failed {
+            report(
+                step.id(),
+                Status::Skipped,
+                Some("preflight failed".into()),
+                Duration::ZERO,
+            )
+        } else if let Some(dep) = step.needs().iter().find(|d| failed.contains(d)) {
+            report(
+                step.id(),
+                Status::Skipped,
+                Some(format!("{dep} failed")),
+                Duration::ZERO,
+            )
+        } else {
+            let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
+            run_step(host, settings, step.as_ref(), mode, waiting_on, reporter)
+        };
+        match report.status {
+            Status::Failed => failed.push(step.id()),
+            Status::Pending => pending.push(step.id()),
+            _ => {}
+        }
+        counts.add(report.status);
+        reporter.step_finished(event, &report);
+    }
+    reporter.summary(&counts, started.elapsed(), mode == Mode::Plan);
+    counts
+}
+
+fn run_preflight(
+    host: &Host,
+    settings: &Settings,
+    steps: &[Box<dyn Step>],
+    mode: Mode,
+    reporter: &Reporter,
+) -> StepReport {
+    reporter.step_started("preflight");
+    let started = Instant::now();
+    let result = preflight_checks(host, settings).and_then(|()| {
+        steps
+            .iter()
+            .try_for_each(|step| step.preflight(host, settings, mode))
+    });
+    match result {
+        Ok(()) => report("preflight", Status::Ok, None, started.elapsed()),
+        Err(e) => report(
+            "preflight",
+            Status::Failed,
+            Some(format!("{e:#}")),
+            started.elapsed(),
+        ),
+    }
+}
+
+/// Root, OS, kernel and tools: refuses before any change.
+fn preflight_checks(host: &Host, settings: &Settings) -> Result<()> {
+    if host.live && !nix::unistd::geteuid().is_root() {
+        return Err(crate::Error::NotRoot.into());
+    }
+    settings.profile.validate()?;
+    host.os
+        .release
+        .supported()
+        .map_err(crate::Error::UnsupportedOs)?;
+    if let Some(kernel) = &host.os.kernel {
+        let new_enough =
+            crate::edit::os_release::kernel_version(kernel).is_some_and(|v| v >= (4, 2));
+        if !new_enough {
+            return Err(crate::Error::KernelTooOld {
+                found: kernel.clone(),
+            }
+            .into());
+        }
+    }
+    require_tool(host, "apt-get", "apt")?;
+    require_tool(host, "dpkg", "dpkg")
+}
+
+/// Fails, naming the package to install, when `tool` is not on PATH.
+pub fn require_tool(host: &Host, tool: &str, package: &str) -> Result<()> {
+    if host.which(tool).is_none() {
+        return Err(crate::Error::MissingTool {
+            tool: tool.to_string(),
+            package: package.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn run_step(
+    host: &Host,
+    settings: &Settings,
+    step: &dyn Step,
+    mode: Mode,
+    waiting_on: Option<&str>,
+    reporter: &Reporter,
+) -> StepReport {
+    let id = step.id();
+    reporter.step_started(id);
+    let started = Instant::now();
+    let checked = step.check(host, settings);
+    let elapsed = || started.elapsed();
+    let state = match checked {
+        Ok(state) => state,
+        // In a plan, a step after a pending one may fail to check because
+        // the earlier step has not run yet (no group docker before Docker
+        // is installed): that is a pending change, not an error.
+        Err(_) if mode == Mode::Plan && waiting_on.is_some() => {
+            let dep = waiting_on.unwrap_or_default();
+            return report(id, Status::Pending, Some(format!("after {dep}")), elapsed());
+        }
+        Err(e) => return report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
+    };
+    match (state, mode) {
+        (State::Done, _) => report(id, Status::Ok, None, elapsed()),
+        (State::NotApplicable(why), _) => report(id, Status::Skipped, Some(why), elapsed()),
+        (State::Skipped(why), Mode::Verify) => report(id, Status::Failed, Some(why), elapsed()),
+        (State::Skipped(why), _) => report(id, Status::Skipped, Some(why), elapsed()),
+        (State::Pending(changes), Mode::Plan) => {
+            let mut r = report(id, Status::Pending, None, elapsed());
+            r.changes = changes.iter().map(|c| c.summary.clone()).collect();
+            r.diffs = changes.iter().filter_map(|c| c.diff.clone()).collect();
+            r
+        }
+        (State::Pending(changes), Mode::Verify) => {
+            let mut r = report(id, Status::Failed, Some("not converged".into()), elapsed());
+            r.changes = changes.iter().map(|c| c.summary.clone()).collect();
+            r
+        }
+        (State::Pending(changes), Mode::Apply) => match step.apply(host, settings, &changes) {
+            Err(e) => report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
+            Ok(done) => match step.check(host, settings) {
+                Ok(State::Pending(left)) => {
+                    let left: Vec<String> = left.into_iter().map(|c| c.summary).collect();
+                    let mut r = report(
+                        id,
+                        Status::Failed,
+                        Some(format!("still pending after apply: {}", left.join("; "))),
+                        elapsed(),
+                    );
+                    r.changes = done;
+                    r
+                }
+                Err(e) => report(
+                    id,
+                    Status::Failed,
+                    Some(format!("checking after apply: {e:#}")),
+                    elapsed(),
+                ),
+                Ok(_) => {
+                    let status = if done.is_empty() {
+                        Status::Ok
+                    } else {
+                        Status::Changed
+                    };
+                    let mut r = report(id, status, None, elapsed());
+                    r.changes = done;
+                    r
+                }
+            },
+        },
+    }
+}
+
+fn report(
+    id: &'static str,
+    status: Status,
+    reason: Option<String>,
+    duration: Duration,
+) -> StepReport {
+    StepReport {
+        id,
+        status,
+        changes: Vec::new(),
+        reason,
+        diffs: Vec::new(),
+        duration,
+    }
+}

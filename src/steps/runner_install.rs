@@ -1,0 +1,102 @@
+//! runner-install: the `gitlab-runner` package and account.
+
+use anyhow::Result;
+
+use super::apt_repo::AptRepo;
+use super::{Change, Mode, Settings, State, Step, require_tool};
+use crate::host::Host;
+use crate::host::command::Cmd;
+use crate::profile::Install;
+
+pub const PACKAGE: &str = "gitlab-runner";
+pub const ACCOUNT: &str = "gitlab-runner";
+
+pub struct RunnerInstall;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "gitlab-runner is not installed and the profile says install = \"present\": install it first (your image or package), or set install = \"package-repo\""
+)]
+struct NotPresent;
+
+fn repo(settings: &Settings) -> AptRepo {
+    AptRepo {
+        name: "gitlab-runner",
+        repository: settings
+            .profile
+            .runner
+            .repository
+            .clone()
+            .unwrap_or_default(),
+    }
+}
+
+impl Step for RunnerInstall {
+    fn id(&self) -> &'static str {
+        "runner-install"
+    }
+
+    fn preflight(&self, host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {
+        if host.accounts.user(ACCOUNT)?.is_none() {
+            require_tool(host, "useradd", "passwd")?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let mut changes = Vec::new();
+        if !host.package_installed(PACKAGE)? {
+            match settings.profile.runner.install {
+                Install::Present if host.which("gitlab-runner").is_none() => {
+                    return Err(NotPresent.into());
+                }
+                Install::Present => {}
+                Install::PackageRepo => {
+                    changes.extend(repo(settings).changes(host)?);
+                    changes.push(Change::new(format!("install package {PACKAGE}")));
+                }
+            }
+        }
+        if host.accounts.user(ACCOUNT)?.is_none() {
+            changes.push(Change::new(format!(
+                "create the {ACCOUNT} account (as GitLab's package does)"
+            )));
+        }
+        Ok(if changes.is_empty() {
+            State::Done
+        } else {
+            State::Pending(changes)
+        })
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        if settings.profile.runner.install == Install::PackageRepo
+            && !host.package_installed(PACKAGE)?
+        {
+            let repo = repo(settings);
+            done.extend(repo.apply(host)?);
+            host.apt_refresh(self.id(), Some(&repo.sources_path()))?;
+            host.apt_install(self.id(), &[PACKAGE])?;
+            done.push(format!("installed package {PACKAGE}"));
+        }
+        if host.accounts.user(ACCOUNT)?.is_none() {
+            // GitLab's package creates the account like this; an empty
+            // skeleton matters: .bash_logout's `clear_console` breaks
+            // shell-executor jobs.
+            host.run(Cmd::new("useradd").args([
+                "--system",
+                "--comment",
+                "GitLab Runner",
+                "--shell",
+                "/bin/bash",
+                "--create-home",
+                "--skel",
+                "/dev/null",
+                ACCOUNT,
+            ]))?;
+            done.push(format!("created the {ACCOUNT} account"));
+        }
+        Ok(done)
+    }
+}

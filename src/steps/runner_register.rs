@@ -1,0 +1,113 @@
+//! runner-register: a `[[runners]]` entry for this URL and name in config.toml.
+
+use anyhow::Result;
+
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step};
+use crate::edit::runner_config;
+use crate::host::Host;
+use crate::host::command::Cmd;
+
+pub struct RunnerRegister;
+
+/// The runners of config.toml; a missing file has none, a malformed one is
+/// an error that names the file and is never "fixed" by rewriting it.
+pub fn runners(host: &Host) -> Result<Option<Vec<runner_config::Runner>>> {
+    let Some(text) = host.files.read(CONFIG_TOML)? else {
+        return Ok(None);
+    };
+    runner_config::runners(&text).map(Some).map_err(|e| {
+        crate::Error::MalformedFile {
+            path: CONFIG_TOML.into(),
+            message: e.to_string(),
+        }
+        .into()
+    })
+}
+
+fn describe_flow(settings: &Settings) -> &'static str {
+    match &settings.token {
+        Some(t) if t.is_authentication_token() => "runner authentication token",
+        _ => "registration token",
+    }
+}
+
+impl Step for RunnerRegister {
+    fn id(&self) -> &'static str {
+        "runner-register"
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        &["runner-install"]
+    }
+
+    fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
+        runners(host)?;
+        let authentication = settings
+            .token
+            .as_ref()
+            .is_some_and(|t| t.is_authentication_token());
+        if authentication && !settings.profile.runner.tags.is_empty() {
+            return Err(crate::Error::TagsWithAuthToken.into());
+        }
+        Ok(())
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let runner = &settings.profile.runner;
+        let name = settings.runner_name(host)?;
+        let existing = runners(host)?.unwrap_or_default();
+        if runner_config::find(&existing, &runner.url, &name).is_some() {
+            return Ok(State::Done);
+        }
+        if settings.token.is_none() {
+            return Ok(State::Skipped(format!(
+                "not registered: no runner {name} for {} in {CONFIG_TOML} and no token; put the token in RUNNER_TOKEN or a file given to --token-file, then run apply again",
+                runner.url
+            )));
+        }
+        Ok(State::Pending(vec![Change::new(format!(
+            "register runner {name} at {} (executor {}, with a {})",
+            runner.url,
+            runner.executor,
+            describe_flow(settings)
+        ))]))
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+        let runner = &settings.profile.runner;
+        let name = settings.runner_name(host)?;
+        let token = settings
+            .token
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("registering needs a token"))?;
+        host.progress(&format!("gitlab-runner register {name}"));
+        let mut cmd = Cmd::new("gitlab-runner").args([
+            "register",
+            "--non-interactive",
+            "--config",
+            CONFIG_TOML,
+            "--url",
+            &runner.url,
+            "--name",
+            &name,
+            "--executor",
+            &runner.executor,
+        ]);
+        if !runner.tags.is_empty() {
+            cmd = cmd.args(["--tag-list".to_string(), runner.tags.join(",")]);
+        }
+        // The token travels in the child's environment, never on its argv
+        // (argv is world-readable in /proc and `ps`).
+        cmd = if token.is_authentication_token() {
+            cmd.env("CI_SERVER_TOKEN", token.expose())
+        } else {
+            cmd.env("REGISTRATION_TOKEN", token.expose())
+        };
+        host.run(cmd)?;
+        Ok(vec![format!(
+            "registered runner {name} at {} with a {}",
+            runner.url,
+            describe_flow(settings)
+        )])
+    }
+}

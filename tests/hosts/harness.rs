@@ -1,0 +1,838 @@
+//! Boots throwaway Debian hosts in systemd-nspawn containers and runs the tool
+//! in them as `sudo runner-provision …` would run on a real host.
+//!
+//! Owns: the cached base image (built by `build-image.sh`), the per-run local
+//! apt repository of the stand-in `gitlab-runner`, the container's lifetime
+//! (an RAII guard that powers it off and removes its directory, also on
+//! panic), and running commands inside it. It never installs or reconfigures
+//! anything on the machine that runs the tests: containers have their own
+//! network namespace (`--private-network`, only `lo`), so Docker's bridge and
+//! iptables rules stay inside, and apt inside reads only local mirrors
+//! bind-mounted read-only.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Cached images, one directory per image key (see build-image.sh).
+pub const CACHE_ROOT: &str = "/var/cache/runner-provision-tests";
+/// Containers' root directories. Not tmpfs: Docker's overlay2 inside needs a
+/// real file system under /var/lib/docker.
+const WORK_ROOT: &str = "/var/tmp/runner-provision-hosts";
+const PATH_INSIDE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Where the tool and its test profile live inside a container.
+pub const TOOL: &str = "/usr/local/sbin/runner-provision";
+pub const PROFILE: &str = "/etc/runner-provision/hosts.toml";
+/// The URL every scenario registers against (the stand-in never connects).
+pub const URL: &str = "https://gitlab.example.com/";
+/// Any command in a container that runs longer than this is killed, so a
+/// hanging tool fails the test instead of hanging CI.
+const COMMAND_TIMEOUT_SECS: u32 = 600;
+
+/// The test profile: the default profile, with the runner repository pointed
+/// at the local one and the group risk accepted.
+pub const TEST_PROFILE: &str = r#"description = "real-host tier: local repositories, no network"
+
+[runner]
+url = "https://gitlab.example.com/"
+name = ""
+executor = "shell"
+tags = []
+install = "package-repo"
+
+[runner.repository]
+uri = "file:/srv/runner-repo/"
+suite = "./"
+components = ""
+key_url = ""
+
+[docker]
+source = "distro"
+group_members = ["gitlab-runner"]
+accept_group_risk = true
+storage_driver = "overlay2"
+verify_timeout = 60
+
+[kernel]
+modules = ["overlay"]
+"#;
+
+/// Files the tool manages or may touch, checked byte for byte around runs
+/// that must change nothing. Directories stand for every file in them.
+pub const MANAGED: &[&str] = &[
+    "/etc/gitlab-runner/config.toml",
+    "/etc/docker/daemon.json",
+    "/etc/modules",
+    "/etc/modules-load.d",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/passwd",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d",
+    "/etc/apt/keyrings",
+    "/var/lib/dpkg/status",
+];
+
+/// Scenarios share this machine's two cores and run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+
+/// What every scenario needs, built once per test process.
+pub struct Fixture {
+    /// CACHE_ROOT/<key>: `rootfs/` (the image) and `debian/` (the mirror).
+    image: PathBuf,
+    /// Flat apt repository holding the stand-in gitlab-runner .deb.
+    runner_repo: PathBuf,
+    tool: PathBuf,
+}
+
+/// A scenario's claim on the tier: holds the lock that serializes scenarios.
+pub struct Tier {
+    fixture: &'static Fixture,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Starts a scenario, or returns None after printing why it is skipped.
+/// With RUNNER_PROVISION_REQUIRE_HOSTS=1 (CI) a missing prerequisite fails
+/// instead, so the tier can never pass by skipping.
+pub fn tier() -> Option<Tier> {
+    if let Some(reason) = missing_prerequisite() {
+        if std::env::var("RUNNER_PROVISION_REQUIRE_HOSTS").as_deref() == Ok("1") {
+            panic!("RUNNER_PROVISION_REQUIRE_HOSTS=1 but the real-host tier cannot run: {reason}");
+        }
+        println!("skipped: {reason}");
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fixture = match FIXTURE.get_or_init(Fixture::build) {
+        Ok(fixture) => fixture,
+        Err(e) => panic!("building the real-host tier's fixture: {e}"),
+    };
+    Some(Tier {
+        fixture,
+        _serial: serial,
+    })
+}
+
+fn missing_prerequisite() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("the real-host tier needs root (systemd-nspawn, debootstrap)".into());
+    }
+    let search = format!(
+        "{}:/usr/local/sbin:/usr/sbin:/sbin",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (tool, package) in [
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("nsenter", "util-linux"),
+        ("flock", "util-linux"),
+        ("dpkg-deb", "dpkg"),
+    ] {
+        if which::which_in(tool, Some(&search), "/").is_err() {
+            return Some(format!("{tool} not found (apt-get install {package})"));
+        }
+    }
+    None
+}
+
+impl Fixture {
+    fn build() -> Result<Fixture, String> {
+        let started = Instant::now();
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts");
+        let out = Command::new("sh")
+            .arg(here.join("build-image.sh"))
+            .arg(CACHE_ROOT)
+            .env("PATH", sbin_path())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("running build-image.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("build-image.sh failed ({})", out.status));
+        }
+        let image = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!(
+            "image {} ready in {:.1}s",
+            image.display(),
+            started.elapsed().as_secs_f64()
+        );
+
+        let tool = PathBuf::from(env!("CARGO_BIN_EXE_runner-provision"));
+        let stand_in = stand_in_binary()?;
+        fs::create_dir_all(WORK_ROOT).map_err(|e| format!("creating {WORK_ROOT}: {e}"))?;
+        remove_stale_runs();
+        let run_dir = Path::new(WORK_ROOT).join(format!("run-{}", std::process::id()));
+        let debs = run_dir.join("debs");
+        let runner_repo = run_dir.join("runner-repo");
+        fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
+        let stand_in_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
+        run_host(
+            Command::new("sh")
+                .arg(stand_in_dir.join("build-deb.sh"))
+                .arg(&stand_in)
+                .arg(&debs),
+        )?;
+        run_host(
+            Command::new("sh")
+                .arg(stand_in_dir.join("build-repo.sh"))
+                .arg(&debs)
+                .arg(&runner_repo),
+        )?;
+        Ok(Fixture {
+            image,
+            runner_repo,
+            tool,
+        })
+    }
+}
+
+/// The stand-in gitlab-runner, built by `cargo build -p gitlab-runner-stand-in`
+/// (plain `cargo test` builds it: the workspace's default members include it).
+fn stand_in_binary() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("RUNNER_PROVISION_STAND_IN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // target/debug/deps/hosts-HASH -> target/debug/gitlab-runner
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("gitlab-runner"))
+        .ok_or("no target directory above the test executable")?;
+    if !path.is_file() {
+        return Err(format!(
+            "{} is missing: run `cargo build -p gitlab-runner-stand-in` first \
+             (plain `cargo test` builds it)",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Removes run directories of test processes that are gone.
+fn remove_stale_runs() {
+    let Ok(entries) = fs::read_dir(WORK_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let gone = match name.strip_prefix("run-") {
+            Some(pid) => !Path::new("/proc").join(pid).exists(),
+            None => false,
+        };
+        if gone {
+            remove_tree(&entry.path());
+        }
+    }
+}
+
+fn sbin_path() -> String {
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+}
+
+fn remove_tree(path: &Path) {
+    let _ = Command::new("rm")
+        .arg("-rf")
+        .arg("--one-file-system")
+        .arg(path)
+        .status();
+}
+
+/// Runs a command on this machine (never one that changes its configuration).
+fn run_host(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .env("PATH", sbin_path())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A booted container; powered off and removed when dropped.
+pub struct Container {
+    pub name: String,
+    dir: PathBuf,
+    /// The container's root directory, as seen from this machine.
+    pub root: PathBuf,
+    nspawn: Option<Child>,
+    /// The container's PID 1, as seen from this machine.
+    leader: u32,
+}
+
+impl Tier {
+    /// Boots a fresh copy of the image as host `name`, with the tool at TOOL,
+    /// the test profile at PROFILE and fresh package lists (as on any host).
+    pub fn boot(&self, name: &str) -> Container {
+        self.boot_with(name, |_| {})
+    }
+
+    /// As `boot`, with `prepare` editing the root directory before it boots.
+    pub fn boot_with(&self, name: &str, prepare: impl FnOnce(&Path)) -> Container {
+        let started = Instant::now();
+        let dir = Path::new(WORK_ROOT).join(name);
+        remove_tree(&dir);
+        fs::create_dir_all(&dir).expect("creating the container directory");
+        let root = dir.join("rootfs");
+        run_host(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(self.fixture.image.join("rootfs"))
+                .arg(&root),
+        )
+        .expect("copying the image");
+        let tool = root.join(TOOL.trim_start_matches('/'));
+        fs::copy(&self.fixture.tool, &tool).expect("copying the tool into the image");
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod tool");
+        // The image carries the build machine's name; each host gets its own
+        // (the tool's default runner name), resolvable so sudo stays quiet.
+        fs::write(root.join("etc/hostname"), format!("{name}\n")).expect("hostname");
+        fs::write(
+            root.join("etc/hosts"),
+            format!("127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost\n"),
+        )
+        .expect("hosts");
+        let profile = root.join(PROFILE.trim_start_matches('/'));
+        fs::create_dir_all(profile.parent().expect("profile dir")).expect("profile dir");
+        fs::write(&profile, TEST_PROFILE).expect("writing the test profile");
+        prepare(&root);
+
+        let console = fs::File::create(dir.join("console.log")).expect("console log");
+        let nspawn = Command::new("systemd-nspawn")
+            .env("PATH", sbin_path())
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
+            .arg("--boot")
+            .arg("--directory")
+            .arg(&root)
+            .args([
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                "--capability=all",
+                "--system-call-filter=add_key keyctl bpf",
+                "--private-network",
+            ])
+            .arg(format!("--machine={name}"))
+            .arg(bind_ro(&self.fixture.image.join("debian"), "/srv/debian"))
+            .arg(bind_ro(&self.fixture.runner_repo, "/srv/runner-repo"))
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("console log"))
+            .stderr(console)
+            .spawn()
+            .expect("starting systemd-nspawn");
+        let mut container = Container {
+            name: name.to_string(),
+            dir,
+            root,
+            nspawn: Some(nspawn),
+            leader: 0,
+        };
+        container.wait_for_boot();
+        // Docker needs writable cgroups; nspawn mounts them read-only.
+        container.sh_ok(
+            "mount -o remount,rw /sys/fs/cgroup; \
+             for d in /sys/fs/cgroup/*/; do mount -o remount,rw,bind \"$d\"; done",
+        );
+        container.sh_ok("apt-get update -q");
+        eprintln!("[{name}] booted in {:.1}s", started.elapsed().as_secs_f64());
+        container
+    }
+}
+
+fn bind_ro(source: &Path, target: &str) -> String {
+    format!("--bind-ro={}:{target}", source.display())
+}
+
+/// The result of one command in a container.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl Run {
+    /// Runs `cmd` to completion, capturing its output.
+    pub fn capture(cmd: &mut Command) -> Run {
+        let started = Instant::now();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        Run::from_output(out, started.elapsed())
+    }
+
+    fn from_output(out: Output, duration: Duration) -> Run {
+        Run {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            duration,
+        }
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// stdout and stderr, for assertion messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// The JSON Lines events of an `--output json` run.
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!(
+                        "stdout line is not JSON ({e}): {line}\n{}",
+                        self.transcript()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> Value {
+        let summaries: Vec<Value> = self
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "summary")
+            .collect();
+        assert_eq!(
+            summaries.len(),
+            1,
+            "expected exactly one summary event\n{}",
+            self.transcript()
+        );
+        summaries.into_iter().next().expect("one summary")
+    }
+
+    /// The step_finished event of step `id`.
+    pub fn step(&self, id: &str) -> Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["event"] == "step_finished" && e["id"] == id)
+            .unwrap_or_else(|| panic!("no step_finished event for {id}\n{}", self.transcript()))
+    }
+
+    pub fn assert_success(&self, what: &str) {
+        assert_eq!(self.code(), Some(0), "{what} failed\n{}", self.transcript());
+    }
+
+    /// Exit 0 and a summary without failures.
+    pub fn assert_applied(&self, what: &str) {
+        self.assert_success(what);
+        assert_eq!(
+            self.summary()["failed"],
+            0,
+            "{what}: failed steps\n{}",
+            self.transcript()
+        );
+    }
+
+    /// A second apply on a converged host: exit 0, "changed":0.
+    pub fn assert_converged(&self, what: &str) {
+        self.assert_applied(what);
+        assert_eq!(
+            self.summary()["changed"],
+            0,
+            "{what}: a converged host must report zero changes\n{}",
+            self.transcript()
+        );
+        for event in self.events() {
+            if event["event"] == "step_finished" {
+                assert_ne!(
+                    event["status"], "changed",
+                    "{what}: step changed on a converged host: {event}"
+                );
+            }
+        }
+    }
+}
+
+/// Byte-for-byte copies of files in a container, with their modes.
+#[derive(PartialEq, Eq)]
+pub struct Snapshot(BTreeMap<String, Option<(u32, Vec<u8>)>>);
+
+impl Snapshot {
+    /// Names of the files that differ between two snapshots.
+    pub fn differences(&self, other: &Snapshot) -> Vec<String> {
+        let mut names: Vec<&String> = self.0.keys().chain(other.0.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|name| self.0.get(*name) != other.0.get(*name))
+            .map(|name| {
+                let show = |s: &Snapshot| match s.0.get(name) {
+                    None | Some(None) => "absent".to_string(),
+                    Some(Some((mode, bytes))) => format!("mode {mode:o}, {} bytes", bytes.len()),
+                };
+                format!("{name}: {} -> {}", show(self), show(other))
+            })
+            .collect()
+    }
+
+    pub fn assert_same(&self, after: &Snapshot, what: &str) {
+        let diff = self.differences(after);
+        assert!(
+            diff.is_empty(),
+            "{what}: files changed:\n  {}",
+            diff.join("\n  ")
+        );
+    }
+}
+
+impl Container {
+    /// Waits until the container's systemd reports running (or degraded).
+    fn wait_for_boot(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let nspawn_pid = self.nspawn.as_ref().expect("nspawn").id();
+        while self.leader == 0 {
+            let children =
+                fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+                    .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                self.leader = pid.parse().expect("pid");
+            } else {
+                self.assert_nspawn_alive();
+                assert!(Instant::now() < deadline, "container did not start");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let mut state = String::new();
+        while Instant::now() < deadline {
+            self.assert_nspawn_alive();
+            let out = self.exec(&["systemctl", "is-system-running"]);
+            state = out.stdout.trim().to_string();
+            if state == "running" || state == "degraded" {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{}: systemd did not finish booting (state {state:?})\n{}",
+            self.name,
+            self.console_log()
+        );
+    }
+
+    fn assert_nspawn_alive(&mut self) {
+        if let Some(status) = self
+            .nspawn
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+        {
+            panic!(
+                "{}: systemd-nspawn exited ({status})\n{}",
+                self.name,
+                self.console_log()
+            );
+        }
+    }
+
+    pub fn console_log(&self) -> String {
+        fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
+    }
+
+    /// `nsenter` into every namespace of the container, with a clean
+    /// environment as a login would have. Killed after COMMAND_TIMEOUT_SECS.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.env_clear()
+            .env("PATH", PATH_INSIDE)
+            .env("LANG", "C.UTF-8")
+            .env("HOME", "/root")
+            .env("TERM", "dumb")
+            .args(["--kill-after=10", &COMMAND_TIMEOUT_SECS.to_string()])
+            .args(["nsenter", "-t", &self.leader.to_string(), "-a", "--"])
+            .args(argv)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn exec(&self, argv: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = self
+            .command(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("running {argv:?} in {}: {e}", self.name));
+        Run::from_output(out, started.elapsed())
+    }
+
+    pub fn sh(&self, script: &str) -> Run {
+        self.exec(&["sh", "-c", script])
+    }
+
+    /// Runs a shell script that must succeed; returns its stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let run = self.sh(script);
+        assert!(
+            run.status.success(),
+            "{}: `{script}` failed\n{}",
+            self.name,
+            run.transcript()
+        );
+        run.stdout
+    }
+
+    /// The argv of `sudo runner-provision --profile PROFILE ARGS…`, run as
+    /// root from a login shell would run it.
+    pub fn tool_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec![
+            "sudo",
+            "--preserve-env=RUNNER_TOKEN",
+            TOOL,
+            "--profile",
+            PROFILE,
+        ];
+        argv.extend_from_slice(args);
+        argv
+    }
+
+    /// The tool's command, with the token (if any) in its environment only.
+    pub fn tool_command(&self, args: &[&str], token: Option<&str>) -> Command {
+        let mut cmd = self.command(&Self::tool_argv(args));
+        if let Some(token) = token {
+            cmd.env("RUNNER_TOKEN", token);
+        }
+        cmd
+    }
+
+    /// Runs `sudo runner-provision --profile PROFILE ARGS…`.
+    pub fn tool(&self, args: &[&str], token: Option<&str>) -> Run {
+        let started = Instant::now();
+        let out = self
+            .tool_command(args, token)
+            .output()
+            .expect("running runner-provision");
+        let run = Run::from_output(out, started.elapsed());
+        eprintln!(
+            "[{}] runner-provision {} -> {} in {:.1}s",
+            self.name,
+            args.join(" "),
+            run.status,
+            run.duration.as_secs_f64()
+        );
+        run
+    }
+
+    /// `apply --output json` with extra arguments.
+    pub fn apply(&self, extra: &[&str], token: Option<&str>) -> Run {
+        let mut args = vec!["--output", "json", "apply"];
+        args.extend_from_slice(extra);
+        self.tool(&args, token)
+    }
+
+    /// The path of `path` (absolute inside the container) from this machine.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        fs::read_to_string(self.path(path))
+            .unwrap_or_else(|e| panic!("{}: reading {path}: {e}", self.name))
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        let full = self.path(path);
+        fs::create_dir_all(full.parent().expect("parent")).expect("creating parent dir");
+        fs::write(&full, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    }
+
+    pub fn mode(&self, path: &str) -> u32 {
+        fs::metadata(self.path(path))
+            .unwrap_or_else(|e| panic!("{}: stat {path}: {e}", self.name))
+            .mode()
+            & 0o7777
+    }
+
+    /// Copies of `paths` (files, or directories standing for their files).
+    /// Symbolic links are recorded as their target, never followed (they
+    /// point into the container, not this machine).
+    pub fn snapshot(&self, paths: &[&str]) -> Snapshot {
+        let mut files = BTreeMap::new();
+        for path in paths {
+            let full = self.path(path);
+            match fs::symlink_metadata(&full) {
+                Ok(meta) if meta.is_dir() => {
+                    let mut entries: Vec<_> = fs::read_dir(&full)
+                        .expect("read_dir")
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    entries.sort();
+                    files.insert(format!("{path}/"), Some((meta.mode() & 0o7777, Vec::new())));
+                    for entry in entries {
+                        let child = format!("{path}/{entry}");
+                        files.insert(child.clone(), read_entry(&self.path(&child)));
+                    }
+                }
+                _ => {
+                    files.insert(path.to_string(), read_entry(&full));
+                }
+            }
+        }
+        Snapshot(files)
+    }
+
+    /// Snapshot of every managed file (MANAGED).
+    pub fn managed(&self) -> Snapshot {
+        self.snapshot(MANAGED)
+    }
+
+    /// Runs `argv` in the container, streaming its stdout lines to `on_line`
+    /// until it returns true; then kills the whole process tree (SIGKILL).
+    /// Returns the lines seen and whether the kill happened.
+    pub fn kill_tool_when(
+        &self,
+        args: &[&str],
+        token: Option<&str>,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> (Vec<String>, bool) {
+        let mut child = self
+            .tool_command(args, token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning runner-provision");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        let mut killed = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            let stop = on_line(&line);
+            lines.push(line);
+            if stop {
+                kill_tree(child.id());
+                killed = true;
+                break;
+            }
+        }
+        let _ = child.wait();
+        (lines, killed)
+    }
+}
+
+fn read_entry(path: &Path) -> Option<(u32, Vec<u8>)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).ok()?;
+        return Some((0o120000, target.to_string_lossy().into_owned().into_bytes()));
+    }
+    let bytes = fs::read(path).ok()?;
+    Some((meta.mode() & 0o7777, bytes))
+}
+
+/// The pids of `pid` and all its descendants (from /proc, this machine's view).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        let tasks = fs::read_dir(format!("/proc/{parent}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace() {
+                match child.parse::<u32>() {
+                    Ok(child) if !found.contains(&child) => found.push(child),
+                    _ => {}
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The command name of a process (`comm`).
+pub fn comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// SIGKILLs `pid` and every descendant, by id, as a power cut would stop them.
+pub fn kill_tree(pid: u32) {
+    // Stop them first so none can fork or reap while the list is taken.
+    let pids = descendants(pid);
+    let ids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = Command::new("kill").arg("-STOP").args(&ids).status();
+    let pids = descendants(pid);
+    let ids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = Command::new("kill").arg("-KILL").args(&ids).status();
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let Some(mut nspawn) = self.nspawn.take() else {
+            return;
+        };
+        if self.leader != 0 {
+            let _ = Command::new("timeout")
+                .args(["10", "nsenter", "-t", &self.leader.to_string(), "-a"])
+                .args(["systemctl", "poweroff"])
+                .env("PATH", sbin_path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = nspawn.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(None) = nspawn.try_wait() {
+            // Killing the PID namespace's init kills everything in it.
+            if self.leader != 0 {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.leader.to_string()])
+                    .status();
+            }
+            let _ = nspawn.kill();
+            let _ = nspawn.wait();
+        }
+        if thread::panicking() {
+            let log = self.console_log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "[{}] console (last lines):\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if std::env::var_os("RUNNER_PROVISION_KEEP_HOSTS").is_some() {
+            eprintln!("[{}] kept in {}", self.name, self.dir.display());
+        } else {
+            remove_tree(&self.dir);
+        }
+    }
+}

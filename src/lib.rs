@@ -12,5 +12,7 @@ pub mod profile;
 pub mod report;
 pub mod secret;
 pub mod steps;
+#[cfg(test)]
+mod testing;
 
 pub use error::Error;

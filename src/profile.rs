@@ -258,8 +258,10 @@ mod tests {
     fn default_profile_equals_built_in_defaults_but_description() {
         let (profile, source) = Profile::load(None).expect("default");
         assert_eq!(source, "shell-docker");
-        let mut defaults = Profile::default();
-        defaults.description = profile.description.clone();
+        let defaults = Profile {
+            description: profile.description.clone(),
+            ..Profile::default()
+        };
         assert_eq!(profile, defaults);
     }
 

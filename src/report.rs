@@ -86,6 +86,8 @@ pub struct Reporter {
     verbosity: i8,
     redactor: Redactor,
     spinner: Mutex<Option<ProgressBar>>,
+    /// Where lines go when not to stdout (tests read them back).
+    captured: Option<Mutex<String>>,
 }
 
 impl Reporter {
@@ -97,7 +99,39 @@ impl Reporter {
             verbosity,
             redactor,
             spinner: Mutex::new(None),
+            captured: None,
         }
+    }
+
+    /// A reporter that keeps every line instead of printing it.
+    pub fn capturing(format: Format, verbosity: i8, redactor: Redactor) -> Self {
+        Self {
+            terminal: false,
+            captured: Some(Mutex::new(String::new())),
+            ..Self::new(format, verbosity, redactor)
+        }
+    }
+
+    /// Everything a capturing reporter was given, one line per event.
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|c| c.clone()))
+            .unwrap_or_default()
+    }
+
+    fn write(&self, text: &str) {
+        if let Some(captured) = &self.captured {
+            if let Ok(mut c) = captured.lock() {
+                c.push_str(text);
+                c.push('\n');
+            }
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (a pipe whose reader left) must not abort a
+        // provisioning run half-way: output is best effort.
+        let _ = writeln!(out, "{text}");
     }
 
     fn line(&self, text: &str) {
@@ -105,19 +139,12 @@ impl Reporter {
         let spinner = self.spinner.lock().ok().and_then(|s| s.clone());
         match spinner {
             Some(bar) => bar.println(text),
-            None => {
-                let mut out = std::io::stdout().lock();
-                // A closed stdout (a pipe whose reader left) must not abort a
-                // provisioning run half-way: output is best effort.
-                let _ = writeln!(out, "{text}");
-            }
+            None => self.write(&text),
         }
     }
 
     fn event(&self, value: Value) {
-        let text = self.redactor.redact(&value.to_string());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        self.write(&self.redactor.redact(&value.to_string()));
     }
 
     pub fn step_started(&self, id: &'static str) {

@@ -87,9 +87,9 @@ impl Host {
         self.reporter.progress(&self.redactor.redact(message));
     }
 
-    /// Finds a tool on PATH (under the root for `--root`).
+    /// Finds a tool on PATH, or in the standard folders of a root other than `/`.
     pub fn which(&self, tool: &str) -> Option<PathBuf> {
-        if self.live {
+        if self.files.root() == std::path::Path::new("/") {
             return which::which(tool).ok();
         }
         const PATHS: &[&str] = &[
@@ -133,9 +133,9 @@ impl Host {
             .with_context(|| format!("downloading {url}"))
     }
 
-    /// The host name: the running kernel's, or /etc/hostname of an offline root.
+    /// The host name: the running kernel's, or /etc/hostname of another root.
     pub fn hostname(&self) -> Result<String> {
-        let name = if self.live {
+        let name = if self.files.root() == std::path::Path::new("/") {
             nix::unistd::gethostname()
                 .context("reading the host name")?
                 .to_string_lossy()

@@ -14,6 +14,8 @@ mod docker_verify;
 mod overlay_module;
 mod runner_install;
 mod runner_register;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 
@@ -279,17 +281,15 @@ fn run_step(
     let id = step.id();
     reporter.step_started(id);
     let started = Instant::now();
-    let checked = step.check(host, settings);
     let elapsed = || started.elapsed();
-    let state = match checked {
+    // In a plan, a step after a pending one is judged after that one has
+    // run: its state now (no group docker before Docker is installed, no
+    // daemon to ask) says nothing about what apply will find.
+    if let (Mode::Plan, Some(dep)) = (mode, waiting_on) {
+        return report(id, Status::Pending, Some(format!("after {dep}")), elapsed());
+    }
+    let state = match step.check(host, settings) {
         Ok(state) => state,
-        // In a plan, a step after a pending one may fail to check because
-        // the earlier step has not run yet (no group docker before Docker
-        // is installed): that is a pending change, not an error.
-        Err(_) if mode == Mode::Plan && waiting_on.is_some() => {
-            let dep = waiting_on.unwrap_or_default();
-            return report(id, Status::Pending, Some(format!("after {dep}")), elapsed());
-        }
         Err(e) => return report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
     };
     match (state, mode) {

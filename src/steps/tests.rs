@@ -1,0 +1,480 @@
+//! Every step against a fake host: pending → apply → done → apply again
+//! changes nothing, refusals before any change, and the token kept out of
+//! argv and output.
+
+use std::sync::Arc;
+
+use super::{IDS, Mode, Selection, run};
+use crate::report::{Counts, Format, Reporter};
+use crate::steps::Settings;
+use crate::testing::FakeHost;
+
+const LEGACY: &str = "GR1348941legacyTokenValue42";
+const AUTH: &str = "glrt-authTokenValue0123456789";
+
+fn only(id: &str) -> Selection {
+    Selection {
+        only: vec![id.to_string()],
+        skip: Vec::new(),
+    }
+}
+
+fn skip(id: &str) -> Selection {
+    Selection {
+        only: Vec::new(),
+        skip: vec![id.to_string()],
+    }
+}
+
+fn go(
+    fake: &FakeHost,
+    settings: &Settings,
+    selection: &Selection,
+    mode: Mode,
+) -> (Counts, Arc<Reporter>) {
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.host(reporter.clone());
+    let counts = run(&host, settings, selection, mode, &reporter);
+    (counts, reporter)
+}
+
+#[test]
+fn full_apply_converges_and_a_second_apply_changes_nothing() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(first.failed, 0, "{}", out.captured());
+    assert_eq!(first.changed, 6, "{}", out.captured());
+
+    let before = fake.snapshot();
+    let commands_before = fake.commands().len();
+    let (second, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(
+        (second.changed, second.failed, second.skipped),
+        (0, 0, 0),
+        "{}",
+        out.captured()
+    );
+    assert_eq!(
+        fake.snapshot(),
+        before,
+        "a converged apply must leave every file byte-identical"
+    );
+    let spawned: Vec<String> = fake.commands()[commands_before..]
+        .iter()
+        .map(|c| c.display())
+        .collect();
+    assert_eq!(
+        spawned,
+        vec!["runuser -l gitlab-runner -c 'docker info --format '\\''{{.Driver}}'\\'''"],
+        "a converged apply spawns only docker info"
+    );
+
+    let config = fake.read("/etc/gitlab-runner/config.toml");
+    assert!(config.contains("name = \"runner-1\""), "{config}");
+    assert!(config.contains("DOCKER_DRIVER=overlay2"), "{config}");
+    assert!(
+        fake.read("/etc/docker/daemon.json")
+            .contains("\"storage-driver\": \"overlay2\"")
+    );
+    assert_eq!(
+        fake.read("/etc/modules"),
+        "# /etc/modules: kernel modules to load at boot time.\nloop\noverlay\n"
+    );
+}
+
+#[test]
+fn every_step_converges_on_its_own() {
+    for id in IDS
+        .iter()
+        .filter(|id| !matches!(**id, "preflight" | "docker-verify"))
+    {
+        let fake = FakeHost::debian12();
+        let settings = fake.settings(Some(LEGACY));
+        go(&fake, &settings, &skip(id), Mode::Apply);
+
+        let (plan, out) = go(&fake, &settings, &only(id), Mode::Plan);
+        assert_eq!(
+            (plan.pending, plan.failed),
+            (1, 0),
+            "{id} should be pending: {}",
+            out.captured()
+        );
+        let (applied, out) = go(&fake, &settings, &only(id), Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{id} should change: {}",
+            out.captured()
+        );
+        let (plan, out) = go(&fake, &settings, &only(id), Mode::Plan);
+        assert_eq!(
+            (plan.pending, plan.ok),
+            (0, 2),
+            "{id} should be done: {}",
+            out.captured()
+        );
+        let before = fake.snapshot();
+        let (again, out) = go(&fake, &settings, &only(id), Mode::Apply);
+        assert_eq!(
+            again.changed,
+            0,
+            "{id} changed on a second apply: {}",
+            out.captured()
+        );
+        assert_eq!(
+            fake.snapshot(),
+            before,
+            "{id} touched files on a second apply"
+        );
+    }
+}
+
+#[test]
+fn the_token_is_never_on_argv_nor_in_output() {
+    for (token, variable) in [(LEGACY, "REGISTRATION_TOKEN"), (AUTH, "CI_SERVER_TOKEN")] {
+        let fake = FakeHost::debian12();
+        let settings = fake.settings(Some(token));
+        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        assert_eq!(counts.failed, 0, "{}", out.captured());
+        let commands = fake.commands();
+        for cmd in &commands {
+            assert!(
+                !cmd.argv.iter().any(|a| a.contains(token)),
+                "token on argv: {}",
+                cmd.display()
+            );
+        }
+        let register = commands
+            .iter()
+            .find(|c| c.argv.get(1).map(String::as_str) == Some("register"))
+            .expect("registered");
+        assert_eq!(
+            register.env,
+            vec![(variable.to_string(), token.to_string())]
+        );
+        assert!(!out.captured().contains(token), "{}", out.captured());
+    }
+}
+
+#[test]
+fn malformed_config_toml_is_refused_before_any_change() {
+    let fake = FakeHost::debian12();
+    fake.write(
+        "/etc/gitlab-runner/config.toml",
+        "concurrent = 1\n[[runners]\n  token = \"glrt-secretInBrokenFile\"\n",
+    );
+    let before = fake.snapshot();
+    let settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 1);
+    assert_eq!(counts.skipped, 7);
+    assert!(
+        fake.commands().is_empty(),
+        "nothing may run: {:?}",
+        fake.commands()
+    );
+    assert_eq!(fake.snapshot(), before);
+    let text = out.captured();
+    assert!(
+        text.contains("/etc/gitlab-runner/config.toml is malformed"),
+        "{text}"
+    );
+    assert!(!text.contains("glrt-secretInBrokenFile"), "{text}");
+}
+
+#[test]
+fn malformed_daemon_json_is_refused_before_any_change() {
+    let fake = FakeHost::debian12();
+    fake.write("/etc/docker/daemon.json", "{\"log-driver\": ");
+    let before = fake.snapshot();
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(None),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(fake.commands().is_empty());
+    assert_eq!(fake.snapshot(), before);
+    assert!(
+        out.captured()
+            .contains("/etc/docker/daemon.json is malformed"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn tags_with_an_authentication_token_are_refused_before_any_change() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(AUTH));
+    settings.profile.runner.tags = vec!["docker".to_string()];
+    let before = fake.snapshot();
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 1);
+    assert!(fake.commands().is_empty());
+    assert_eq!(fake.snapshot(), before);
+    assert!(
+        out.captured().contains("tags cannot be set"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(LEGACY));
+    settings.profile.docker.accept_group_risk = false;
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(fake.commands().is_empty());
+    assert!(
+        out.captured().contains("--accept-docker-group-risk"),
+        "{}",
+        out.captured()
+    );
+
+    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    assert_eq!(plan.failed, 0, "{}", out.captured());
+    assert!(
+        out.captured().contains("\"event\":\"warning\""),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn adding_to_group_docker_warns_that_it_is_root_equivalent() {
+    let fake = FakeHost::debian12();
+    let (_, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    assert!(
+        out.captured().contains("root-equivalent"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn a_failed_step_skips_its_dependents_and_not_the_others() {
+    let fake = FakeHost::debian12();
+    fake.failing.lock().expect("lock").push((
+        "apt-get".to_string(),
+        "E: Unable to locate package".to_string(),
+    ));
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!(
+        counts.failed, 2,
+        "runner-install and docker-install: {text}"
+    );
+    assert!(
+        text.contains("\"id\":\"runner-register\",\"status\":\"skipped\""),
+        "{text}"
+    );
+    assert!(text.contains("runner-install failed"), "{text}");
+    assert!(
+        text.contains("\"id\":\"overlay-module\",\"status\":\"changed\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"id\":\"docker-driver\",\"status\":\"changed\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("E: Unable to locate package"),
+        "the error carries stderr: {text}"
+    );
+}
+
+#[test]
+fn without_a_token_registration_is_skipped_with_a_hint_and_verify_fails() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(None);
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+    assert!(
+        out.captured().contains("RUNNER_TOKEN"),
+        "{}",
+        out.captured()
+    );
+    let (verify, out) = go(&fake, &settings, &Selection::default(), Mode::Verify);
+    assert_eq!(verify.failed, 1, "{}", out.captured());
+    assert!(
+        out.captured().contains("not registered"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn stopped_docker_is_started_not_reinstalled() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
+    let n = fake.commands().len();
+    let (counts, out) = go(&fake, &settings, &only("docker-install"), Mode::Apply);
+    assert_eq!(counts.changed, 1, "{}", out.captured());
+    let run: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
+    assert_eq!(run, vec!["systemctl start docker"]);
+}
+
+#[test]
+fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    fake.install(&["gitlab-runner", "docker.io"]);
+    // The service runs as gitlab-runner (uid 999) with only its own group.
+    fake.write(
+        "/proc/777/status",
+        "Name:\tgitlab-runner\nUid:\t999\t999\t999\t999\nGroups:\t999\n",
+    );
+    let (counts, out) = go(&fake, &settings, &only("docker-group"), Mode::Apply);
+    assert_eq!(
+        (counts.changed, counts.failed),
+        (1, 0),
+        "{}",
+        out.captured()
+    );
+    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert_eq!(
+        run,
+        vec![
+            "usermod --append --groups docker gitlab-runner",
+            "systemctl restart gitlab-runner"
+        ]
+    );
+    let (again, _) = go(&fake, &settings, &only("docker-group"), Mode::Plan);
+    assert_eq!(again.pending, 0);
+}
+
+#[test]
+fn offline_root_persists_files_and_skips_live_actions() {
+    let fake = FakeHost::debian12();
+    let reporter = fake.reporter(Format::Json);
+    let runner = crate::testing::FakeRunner::for_root(fake.root(), fake.recorded.clone());
+    let host = crate::host::Host::new(
+        fake.root().to_path_buf(),
+        false,
+        Box::new(runner),
+        reporter.clone(),
+        fake.redactor.clone(),
+        false,
+    )
+    .expect("host");
+    let counts = run(
+        &host,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+        &reporter,
+    );
+    let text = reporter.captured();
+    assert_eq!(counts.failed, 0, "{text}");
+    assert!(
+        text.contains("\"id\":\"docker-verify\",\"status\":\"skipped\""),
+        "{text}"
+    );
+    assert!(text.contains("offline root"), "{text}");
+    let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.starts_with(&format!("chroot {}", fake.root().display()))),
+        "{commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.contains("modprobe") || c.contains("start") || c.contains("runuser")),
+        "{commands:?}"
+    );
+    assert!(fake.read("/etc/modules").contains("overlay"));
+}
+
+#[test]
+fn docker_verify_diagnoses_permission_and_driver() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+
+    fake.write(
+        "/etc/group",
+        &fake
+            .read("/etc/group")
+            .replace("docker:x:998:gitlab-runner", "docker:x:998:"),
+    );
+    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Verify);
+    assert_eq!(counts.failed, 1);
+    assert!(
+        out.captured().contains("permission denied"),
+        "{}",
+        out.captured()
+    );
+    assert!(
+        out.captured().contains("docker-group step"),
+        "{}",
+        out.captured()
+    );
+
+    go(&fake, &settings, &only("docker-group"), Mode::Apply);
+    fake.write("/etc/docker/daemon.json", "{}\n");
+    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Verify);
+    assert_eq!(counts.failed, 1);
+    assert!(
+        out.captured().contains("storage driver vfs"),
+        "{}",
+        out.captured()
+    );
+
+    std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
+    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Apply);
+    assert_eq!(counts.failed, 1);
+    assert!(
+        out.captured().contains("not running or not answering"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn plan_shows_diffs_and_changes_nothing() {
+    let fake = FakeHost::debian12();
+    fake.write(
+        "/etc/gitlab-runner/config.toml",
+        "concurrent = 1\n\n[[runners]]\n  name = \"runner-1\"\n  url = \"https://gitlab.com\"\n  token = \"t\"\n  executor = \"shell\"\n",
+    );
+    let before = fake.snapshot();
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(None),
+        &Selection::default(),
+        Mode::Plan,
+    );
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+    assert!(counts.pending > 0);
+    assert_eq!(fake.snapshot(), before);
+    assert!(
+        fake.commands().is_empty(),
+        "plan spawned {:?}",
+        fake.commands()
+    );
+    let text = out.captured();
+    assert!(
+        text.contains("+  environment = [\\\"DOCKER_DRIVER=overlay2\\\"]"),
+        "{text}"
+    );
+    assert!(text.contains("+overlay"), "{text}");
+}

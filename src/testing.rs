@@ -1,0 +1,401 @@
+//! A fake host for tests: a temporary root laid out like a Debian 12 host
+//! (os-release, dpkg status, passwd, group, /proc, /sys, /run) and a command
+//! runner that records every command and simulates its effect on that tree,
+//! the way rustup's test process stands in for the real one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::host::Host;
+use crate::host::command::{Cmd, Output, Runner};
+use crate::profile::Profile;
+use crate::report::{Format, Reporter};
+use crate::secret::{Redactor, Token};
+use crate::steps::Settings;
+
+pub const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+
+/// What the fake runner saw: argv and the environment it was given.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    pub commands: Vec<Cmd>,
+}
+
+pub struct FakeRunner {
+    root: PathBuf,
+    pub recorded: Arc<Mutex<Recorded>>,
+    /// Commands whose program is listed here fail with this stderr.
+    pub failing: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+pub struct FakeHost {
+    pub dir: tempfile::TempDir,
+    pub recorded: Arc<Mutex<Recorded>>,
+    pub failing: Arc<Mutex<Vec<(String, String)>>>,
+    pub redactor: Redactor,
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let full = root.join(path.trim_start_matches('/'));
+    fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+    fs::write(full, text).expect("write");
+}
+
+fn read(root: &Path, path: &str) -> String {
+    fs::read_to_string(root.join(path.trim_start_matches('/'))).unwrap_or_default()
+}
+
+fn append(root: &Path, path: &str, text: &str) {
+    let mut current = read(root, path);
+    current.push_str(text);
+    write(root, path, &current);
+}
+
+impl FakeHost {
+    /// A fresh Debian 12 host with systemd, nothing installed, overlay built in.
+    pub fn debian12() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(root, "/etc/os-release", OS_RELEASE);
+        write(root, "/etc/hostname", "runner-1\n");
+        write(root, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+        write(root, "/etc/group", "root:x:0:\n");
+        write(
+            root,
+            "/etc/modules",
+            "# /etc/modules: kernel modules to load at boot time.\nloop\n",
+        );
+        write(
+            root,
+            "/var/lib/dpkg/status",
+            "Package: dpkg\nStatus: install ok installed\n\n",
+        );
+        write(
+            root,
+            "/proc/filesystems",
+            "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\toverlay\n",
+        );
+        for tool in [
+            "apt-get",
+            "dpkg",
+            "useradd",
+            "usermod",
+            "systemctl",
+            "runuser",
+            "modprobe",
+            "gitlab-runner",
+        ] {
+            write(root, &format!("/usr/bin/{tool}"), "#!/bin/sh\n");
+        }
+        fs::create_dir_all(root.join("run/systemd/system")).expect("mkdir");
+        fs::create_dir_all(root.join("var/lib/apt/lists")).expect("mkdir");
+        Self {
+            dir,
+            recorded: Arc::default(),
+            failing: Arc::default(),
+            redactor: Redactor::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        write(self.root(), path, text);
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        read(self.root(), path)
+    }
+
+    /// A host whose kernel and daemons are "live" (simulated in the tree).
+    pub fn host(&self, reporter: Arc<Reporter>) -> Host {
+        let runner = FakeRunner {
+            root: self.root().to_path_buf(),
+            recorded: self.recorded.clone(),
+            failing: self.failing.clone(),
+        };
+        Host::new(
+            self.root().to_path_buf(),
+            true,
+            Box::new(runner),
+            reporter,
+            self.redactor.clone(),
+            false,
+        )
+        .expect("host")
+    }
+
+    pub fn reporter(&self, format: Format) -> Arc<Reporter> {
+        Arc::new(Reporter::capturing(format, 0, self.redactor.clone()))
+    }
+
+    pub fn settings(&self, token: Option<&str>) -> Settings {
+        let mut profile = Profile::default();
+        // A local repository: no key to download.
+        profile.runner.repository = Some(crate::profile::Repository {
+            uri: "file:/srv/repo/".to_string(),
+            suite: "./".to_string(),
+            components: String::new(),
+            key_url: String::new(),
+        });
+        profile.docker.accept_group_risk = true;
+        profile.docker.verify_timeout = 1;
+        let token = token.map(|t| Token::new(t).expect("token"));
+        if let Some(t) = &token {
+            self.redactor.add(t.expose());
+        }
+        Settings { profile, token }
+    }
+
+    pub fn commands(&self) -> Vec<Cmd> {
+        self.recorded.lock().expect("lock").commands.clone()
+    }
+
+    /// Every regular file under the root and its bytes, for byte-identity checks.
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.root().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).expect("read_dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let bytes = fs::read(&path).expect("read");
+                    out.push((path, bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Installs packages as the fake apt would (for pre-broken hosts).
+    pub fn install(&self, packages: &[&str]) {
+        let runner = FakeRunner {
+            root: self.root().to_path_buf(),
+            recorded: Arc::default(),
+            failing: Arc::default(),
+        };
+        for p in packages {
+            runner.install(p);
+        }
+    }
+}
+
+fn ok(stdout: &str) -> Output {
+    Output {
+        code: Some(0),
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+        timed_out: false,
+    }
+}
+
+fn fail(stderr: &str) -> Output {
+    Output {
+        code: Some(1),
+        stdout: String::new(),
+        stderr: stderr.to_string(),
+        timed_out: false,
+    }
+}
+
+impl FakeRunner {
+    pub fn for_root(root: &Path, recorded: Arc<Mutex<Recorded>>) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            recorded,
+            failing: Arc::default(),
+        }
+    }
+
+    fn add_user(&self, name: &str) {
+        if !read(&self.root, "/etc/passwd").contains(&format!("\n{name}:")) {
+            append(
+                &self.root,
+                "/etc/passwd",
+                &format!("{name}:x:999:999:GitLab Runner:/home/{name}:/bin/bash\n"),
+            );
+            append(&self.root, "/etc/group", &format!("{name}:x:999:\n"));
+        }
+    }
+
+    fn start_docker(&self) {
+        write(&self.root, "/run/docker.pid", "4242\n");
+        write(&self.root, "/proc/4242/comm", "dockerd\n");
+    }
+
+    fn install(&self, package: &str) {
+        append(
+            &self.root,
+            "/var/lib/dpkg/status",
+            &format!("Package: {package}\nStatus: install ok installed\nVersion: 1\n\n"),
+        );
+        match package {
+            "gitlab-runner" => self.add_user("gitlab-runner"),
+            "docker.io" | "docker-ce" => {
+                append(&self.root, "/etc/group", "docker:x:998:\n");
+                write(
+                    &self.root,
+                    "/etc/systemd/system/multi-user.target.wants/docker.service",
+                    "",
+                );
+                self.start_docker();
+            }
+            _ => {}
+        }
+    }
+
+    fn in_docker_group(&self, user: &str) -> bool {
+        read(&self.root, "/etc/group").lines().any(|l| {
+            l.starts_with("docker:")
+                && l.rsplit(':')
+                    .next()
+                    .is_some_and(|m| m.split(',').any(|m| m == user))
+        })
+    }
+
+    fn simulate(&self, cmd: &Cmd) -> Output {
+        let mut argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+        // `--root DIR` runs everything through `chroot DIR`; the fake tree is DIR.
+        if argv.first() == Some(&"chroot") {
+            argv.drain(..2);
+        }
+        match argv.as_slice() {
+            ["apt-get", rest @ ..] if rest.contains(&"update") => ok(""),
+            ["apt-get", rest @ ..] if rest.contains(&"install") => {
+                for p in rest
+                    .iter()
+                    .filter(|a| !a.starts_with('-') && **a != "install")
+                {
+                    self.install(p);
+                }
+                ok("")
+            }
+            ["useradd", .., name] => {
+                self.add_user(name);
+                ok("")
+            }
+            ["usermod", "--append", "--groups", group, user] => {
+                let text = read(&self.root, "/etc/group");
+                let new: String = text
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with(&format!("{group}:")) {
+                            if l.ends_with(':') {
+                                format!("{l}{user}\n")
+                            } else {
+                                format!("{l},{user}\n")
+                            }
+                        } else {
+                            format!("{l}\n")
+                        }
+                    })
+                    .collect();
+                write(&self.root, "/etc/group", &new);
+                ok("")
+            }
+            ["gitlab-runner", "register", ..] => {
+                let flag = |name: &str| {
+                    argv.iter()
+                        .position(|a| *a == name)
+                        .and_then(|i| argv.get(i + 1))
+                        .copied()
+                        .unwrap_or("")
+                };
+                let has_token = cmd
+                    .env
+                    .iter()
+                    .any(|(k, _)| k == "REGISTRATION_TOKEN" || k == "CI_SERVER_TOKEN");
+                if !has_token {
+                    return fail("FATAL: Registration token is missing");
+                }
+                append(
+                    &self.root,
+                    "/etc/gitlab-runner/config.toml",
+                    &format!(
+                        "\n[[runners]]\n  name = \"{}\"\n  url = \"{}\"\n  token = \"t-derived\"\n  executor = \"{}\"\n  [runners.cache]\n",
+                        flag("--name"),
+                        flag("--url"),
+                        flag("--executor")
+                    ),
+                );
+                ok("Runner registered successfully.")
+            }
+            ["systemctl", "enable", unit] => {
+                write(
+                    &self.root,
+                    &format!("/etc/systemd/system/multi-user.target.wants/{unit}.service"),
+                    "",
+                );
+                ok("")
+            }
+            ["systemctl", "start" | "restart", "docker"] => {
+                self.start_docker();
+                ok("")
+            }
+            ["systemctl", "restart", "gitlab-runner"] => {
+                // The restarted service picks up its account's current groups.
+                let status = read(&self.root, "/proc/777/status");
+                if !status.is_empty() {
+                    write(
+                        &self.root,
+                        "/proc/777/status",
+                        &status.replace("Groups:\t999", "Groups:\t999 998"),
+                    );
+                }
+                ok("")
+            }
+            ["systemctl", _, _] => ok(""),
+            ["modprobe", module] => {
+                write(
+                    &self.root,
+                    &format!("/sys/module/{module}/initstate"),
+                    "live\n",
+                );
+                ok("")
+            }
+            ["runuser", "-l", user, "-c", _] => {
+                if read(&self.root, "/run/docker.pid").is_empty() {
+                    fail(
+                        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+                    )
+                } else if !self.in_docker_group(user) {
+                    fail(
+                        "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
+                    )
+                } else {
+                    let driver = if read(&self.root, "/etc/docker/daemon.json").contains("overlay2")
+                    {
+                        "overlay2"
+                    } else {
+                        "vfs"
+                    };
+                    ok(&format!("{driver}\n"))
+                }
+            }
+            _ => fail(&format!("fake runner: no simulation for {}", cmd.display())),
+        }
+    }
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, cmd: &Cmd) -> std::io::Result<Output> {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.commands.push(cmd.clone());
+        }
+        if let Some((_, stderr)) = self
+            .failing
+            .lock()
+            .ok()
+            .and_then(|f| f.iter().find(|(p, _)| p == cmd.program()).cloned())
+        {
+            return Ok(fail(&stderr));
+        }
+        Ok(self.simulate(cmd))
+    }
+}

@@ -277,7 +277,7 @@ impl SettingsArgs {
             },
         };
         if let Some(token) = &token {
-            global.redactor.add(token.expose());
+            global.redactor.add_token(token.expose());
         }
         Ok(Settings { profile, token })
     }

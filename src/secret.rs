@@ -64,6 +64,17 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    /// Adds a token: the whole of it, and the 8-character prefix that
+    /// `gitlab-runner register` prints as `runner=…` (GitLab's short token).
+    pub fn add_token(&self, token: &str) {
+        self.add(token);
+        if token.len() >= 16 {
+            if let Some(prefix) = token.get(..8) {
+                self.add(prefix);
+            }
+        }
+    }
+
     pub fn add(&self, secret: &str) {
         // Very short strings would redact ordinary words; tokens are long.
         if secret.len() < 6 {
@@ -127,6 +138,16 @@ mod tests {
         redactor.add("glrt-abcdefghijklmnop");
         let text = "token glrt-abcdefghijklmnop and again glrt-abcdefghijklmnop.";
         assert_eq!(clone.redact(text), "token [redacted] and again [redacted].");
+    }
+
+    #[test]
+    fn a_token_prefix_as_gitlab_runner_prints_it_is_redacted_too() {
+        let redactor = Redactor::default();
+        redactor.add_token("GR1348941abcdefghijklmn");
+        assert_eq!(
+            redactor.redact("Registering runner... succeeded runner=GR134894"),
+            "Registering runner... succeeded runner=[redacted]"
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl FakeHost {
         profile.docker.verify_timeout = 1;
         let token = token.map(|t| Token::new(t).expect("token"));
         if let Some(t) = &token {
-            self.redactor.add(t.expose());
+            self.redactor.add_token(t.expose());
         }
         Settings { profile, token }
     }

@@ -1,1 +1,325 @@
 //! Tier 2: the binary under a fake root.
+//!
+//! Each test lays out a temporary tree shaped like a Debian 12 host and runs
+//! the real binary with `--root` on it. Commands then go through `chroot
+//! DIR …`; a stand-in `chroot` (tests/cli/fakebin) first on PATH records
+//! them and simulates apt, useradd, usermod and systemctl on the tree, and
+//! hands `gitlab-runner` to the stand-in executable from tests/stand-in.
+
+mod fake_root;
+
+use fake_root::{FakeRoot, LEGACY, run_binary};
+
+#[test]
+fn apply_converges_and_a_second_apply_changes_nothing() {
+    let tree = FakeRoot::debian12();
+    let first = tree.apply(&["--output", "json"], Some(LEGACY));
+    assert_eq!(first.code, 0, "{first}");
+    assert!(first.stdout.contains("\"event\":\"summary\""), "{first}");
+    assert!(first.summary("changed") >= 5, "{first}");
+    assert!(
+        tree.read("etc/gitlab-runner/config.toml")
+            .contains("DOCKER_DRIVER=overlay2")
+    );
+    assert_eq!(tree.mode("etc/gitlab-runner/config.toml"), 0o600);
+    assert!(
+        tree.read("etc/apt/keyrings/gitlab-runner.asc")
+            .contains("BEGIN PGP PUBLIC KEY BLOCK")
+    );
+    assert!(
+        tree.read("etc/apt/sources.list.d/gitlab-runner.sources")
+            .contains("Signed-By: /etc/apt/keyrings/gitlab-runner.asc")
+    );
+    assert!(
+        tree.read("etc/group")
+            .contains("docker:x:998:gitlab-runner")
+    );
+    assert!(tree.read("etc/modules").ends_with("loop\noverlay\n"));
+
+    let before = tree.snapshot();
+    let log_before = tree.log().len();
+    let second = tree.apply(&["--output", "json"], Some(LEGACY));
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(second.summary("changed"), 0, "{second}");
+    assert_eq!(
+        tree.snapshot(),
+        before,
+        "the second apply must leave every file byte-identical"
+    );
+    assert_eq!(
+        tree.log().len(),
+        log_before,
+        "the second apply ran commands: {:?}",
+        tree.log()
+    );
+}
+
+#[test]
+fn the_token_appears_nowhere_the_binary_writes() {
+    for token in [LEGACY, "glrt-tier2AuthTokenValue987654"] {
+        let tree = FakeRoot::debian12();
+        for format in ["json", "human"] {
+            let out = tree.apply(&["--output", format, "-v"], Some(token));
+            assert_eq!(out.code, 0, "{out}");
+            assert!(
+                !out.stdout.contains(token) && !out.stderr.contains(token),
+                "{out}"
+            );
+        }
+        let log = tree.log().join("\n");
+        assert!(log.contains("gitlab-runner register"), "{log}");
+        assert!(!log.contains(token), "token on an argv: {log}");
+        let recorded = tree.read("stand-in.log");
+        let expected = if token.starts_with("glrt-") {
+            "CI_SERVER_TOKEN"
+        } else {
+            "REGISTRATION_TOKEN"
+        };
+        assert!(
+            recorded.contains(&format!("\"token_env\":\"{expected}\"")),
+            "{recorded}"
+        );
+        assert!(!recorded.contains(token), "{recorded}");
+    }
+}
+
+#[test]
+fn a_failing_command_is_reported_with_its_stderr_and_no_token() {
+    let tree = FakeRoot::debian12();
+    let out = tree.run(
+        &["apply", "--yes", "--accept-docker-group-risk"],
+        Some(LEGACY),
+        &[("FAKE_APT_FAIL", "1")],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("runner-install: failed"), "{out}");
+    assert!(
+        out.stdout
+            .contains("E: Unable to locate package gitlab-runner"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("runner-register: skipped (runner-install failed)"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("overlay-module: changed"), "{out}");
+    assert!(!out.stdout.contains(LEGACY), "{out}");
+}
+
+#[test]
+fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    let out = tree.run(&["plan", "--detailed-exitcode"], None, &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stdout.contains("+++ b/etc/modules"), "{out}");
+    assert!(out.stdout.contains("+overlay"), "{out}");
+    assert!(out.stdout.contains("pending"), "{out}");
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty(), "plan ran {:?}", tree.log());
+
+    tree.apply(&[], Some(LEGACY));
+    let out = tree.run(&["plan", "--detailed-exitcode"], Some(LEGACY), &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = tree.run(&["verify"], Some(LEGACY), &[]);
+    assert_eq!(out.code, 0, "{out}");
+}
+
+#[test]
+fn malformed_config_toml_is_an_error_and_never_rewritten() {
+    let tree = FakeRoot::debian12();
+    tree.write(
+        "etc/gitlab-runner/config.toml",
+        "concurrent = 1\n[[runners]\n token = \"glrt-inBrokenFile1234\"\n",
+    );
+    let before = tree.snapshot();
+    let out = tree.apply(&[], Some(LEGACY));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout
+            .contains("/etc/gitlab-runner/config.toml is malformed"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("fix or remove the file"), "{out}");
+    assert!(!out.stdout.contains("glrt-inBrokenFile1234"), "{out}");
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}
+
+#[test]
+fn two_runners_with_comments_both_get_the_driver_and_keep_the_rest() {
+    let tree = FakeRoot::debian12();
+    let config = "# managed by hand\nconcurrent = 2\n\n[[runners]]\n  # the first\n  name = \"runner-1\"\n  url = \"https://gitlab.com/\"\n  token = \"t1\"\n  executor = \"shell\"\n  environment = [\"FOO=bar\"]\n\n[[runners]]\n  name = \"other\"\n  url = \"https://gitlab.example.com/\"\n  token = \"t2\"\n  executor = \"shell\"\n";
+    tree.write("etc/gitlab-runner/config.toml", config);
+    let out = tree.apply(&[], Some(LEGACY));
+    assert_eq!(out.code, 0, "{out}");
+    let after = tree.read("etc/gitlab-runner/config.toml");
+    assert!(
+        !tree.log().iter().any(|l| l.contains("register")),
+        "registered again: {:?}",
+        tree.log()
+    );
+    assert!(
+        after.contains("# managed by hand\n") && after.contains("  # the first\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("environment = [\"FOO=bar\", \"DOCKER_DRIVER=overlay2\"]"),
+        "{after}"
+    );
+    assert_eq!(
+        after.matches("DOCKER_DRIVER=overlay2").count(),
+        2,
+        "{after}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
+    let tree = FakeRoot::debian12();
+    let profile = tree.path().join("../site.toml");
+    std::fs::write(&profile, "[docker]\nstorage_drivr = \"overlay2\"\n").expect("write profile");
+    let unreadable = tree.path().join("../no-such-token");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--profile".into(),
+                profile.display().to_string(),
+                "apply".into(),
+            ],
+            "storage_drivr",
+        ),
+        (
+            vec!["--profile".into(), "shell-podman".into(), "apply".into()],
+            "shell-docker, shell-docker-ce",
+        ),
+        (
+            vec!["apply".into(), "--url".into(), "gitlab.example.com".into()],
+            "http:// or https://",
+        ),
+        (
+            vec![
+                "apply".into(),
+                "--token-file".into(),
+                unreadable.display().to_string(),
+            ],
+            "cannot read token file",
+        ),
+        (
+            vec!["apply".into(), "--only".into(), "docker-magic".into()],
+            "unknown step `docker-magic`",
+        ),
+    ];
+    let before = tree.snapshot();
+    for (args, expected) in cases {
+        let mut all = vec!["--root".to_string(), tree.path().display().to_string()];
+        all.extend(args.clone());
+        let out = run_binary(&all, None, &[]);
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?} should say {expected:?}: {out}"
+        );
+    }
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}
+
+#[test]
+fn there_is_no_flag_that_takes_the_token() {
+    let out = run_binary(
+        &["apply".into(), "--token".into(), LEGACY.into()],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        !out.stderr.contains(LEGACY),
+        "clap must not echo it back: {out}"
+    );
+}
+
+#[test]
+fn not_root_is_refused_before_any_change() {
+    // As root, drop to nobody; as anyone else, run as is.
+    let args = ["apply".to_string(), "--yes".to_string()];
+    let out = if nix::unistd::geteuid().is_root() {
+        let bin = env!("CARGO_BIN_EXE_runner-provision").to_string();
+        let mut all = vec![
+            "--reuid=65534".to_string(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            bin,
+        ];
+        all.extend(args);
+        fake_root::run_program("setpriv", &all, &[])
+    } else {
+        run_binary(&args, None, &[])
+    };
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("must run as root"), "{out}");
+    assert!(out.stdout.contains("sudo"), "{out}");
+}
+
+#[test]
+fn profiles_list_show_and_completions() {
+    let out = run_binary(&["profiles".into(), "list".into()], None, &[]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.starts_with("shell-docker (default)\t"), "{out}");
+    let out = run_binary(
+        &["profiles".into(), "show".into(), "shell-docker".into()],
+        None,
+        &[],
+    );
+    assert_eq!(out.stdout, include_str!("../../profiles/shell-docker.toml"));
+    let out = run_binary(&["completions".into(), "bash".into()], None, &[]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout.contains("complete -F _runner__provision")
+            && out.stdout.contains("runner-provision"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cloud_init_user_data_carries_the_token_only_in_its_file() {
+    let out = run_binary(
+        &[
+            "cloud-init".into(),
+            "--binary-path".into(),
+            "/mnt/payload/runner-provision".into(),
+            "--accept-docker-group-risk".into(),
+        ],
+        Some(LEGACY),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let text = &out.stdout;
+    assert!(text.starts_with("#cloud-config\n"), "{text}");
+    assert_eq!(text.matches(LEGACY).count(), 1, "{text}");
+    assert!(text.contains("accept_group_risk = true"), "{text}");
+    assert!(
+        text.contains("--token-file \"$token\" --forget-token"),
+        "{text}"
+    );
+}
+
+#[test]
+fn offline_root_skips_live_actions() {
+    let tree = FakeRoot::debian12();
+    let out = tree.apply(&[], Some(LEGACY));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("docker-verify: skipped (offline root)"),
+        "{out}"
+    );
+    assert!(
+        !tree
+            .log()
+            .iter()
+            .any(|l| l.contains("modprobe") || l.contains("start")),
+        "{:?}",
+        tree.log()
+    );
+}

@@ -1,0 +1,208 @@
+//! A temporary tree shaped like a fresh Debian 12 host, and helpers to run
+//! the binary on it.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const LEGACY: &str = "GR1348941tier2LegacyToken";
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    /// A count from the JSON summary event.
+    pub fn summary(&self, field: &str) -> u64 {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.contains("\"event\":\"summary\""))
+            .expect("summary event");
+        let value: serde_json::Value = serde_json::from_str(line).expect("json");
+        value[field].as_u64().expect("count")
+    }
+}
+
+fn fakebin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/fakebin")
+}
+
+/// The stand-in gitlab-runner, built by `cargo test` at the workspace top
+/// next to this test's own executable.
+fn stand_in() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("gitlab-runner");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo test` at the workspace top, or `cargo build -p gitlab-runner-stand-in`",
+        path.display()
+    );
+    path
+}
+
+pub fn run_program(program: &str, args: &[String], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_remove("RUNNER_TOKEN")
+        .env_remove("RUNNER_PROVISION_PROFILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn run_binary(args: &[String], token: Option<&str>, env: &[(&str, &str)]) -> Out {
+    let mut env = env.to_vec();
+    if let Some(token) = token {
+        env.push(("RUNNER_TOKEN", token));
+    }
+    run_program(env!("CARGO_BIN_EXE_runner-provision"), args, &env)
+}
+
+pub struct FakeRoot {
+    dir: tempfile::TempDir,
+}
+
+impl FakeRoot {
+    pub fn debian12() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = Self { dir };
+        tree.write("etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n");
+        tree.write("etc/hostname", "runner-1\n");
+        tree.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+        tree.write("etc/group", "root:x:0:\n");
+        tree.write("etc/modules", "# /etc/modules\nloop\n");
+        tree.write(
+            "var/lib/dpkg/status",
+            "Package: dpkg\nStatus: install ok installed\n\n",
+        );
+        for tool in ["apt-get", "dpkg", "useradd", "usermod", "systemctl"] {
+            tree.write(&format!("usr/bin/{tool}"), "#!/bin/sh\n");
+        }
+        std::fs::create_dir_all(tree.path().join("var/lib/apt/lists")).expect("mkdir");
+        tree.profile();
+        tree
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn mode(&self, rel: &str) -> u32 {
+        std::fs::metadata(self.path().join(rel))
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// The commands the fake chroot saw, one line each.
+    pub fn log(&self) -> Vec<String> {
+        self.read("commands.log")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every file under the tree but the logs the stand-ins append to.
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read_dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !path.ends_with("commands.log") && !path.ends_with("stand-in.log") {
+                    out.push((path.clone(), std::fs::read(&path).expect("read")));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A profile whose gitlab-runner repository is local and whose key is a
+    /// file, so nothing is fetched from the network.
+    fn profile(&self) -> PathBuf {
+        let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/fixtures/test-key.asc");
+        let path = self.path().join("profile.toml");
+        if !path.exists() {
+            let text = format!(
+                "description = \"tier 2\"\n[runner.repository]\nuri = \"file:/srv/repo/\"\nsuite = \"./\"\ncomponents = \"\"\nkey_url = \"file:{}\"\n",
+                key.display()
+            );
+            std::fs::write(&path, text).expect("profile");
+        }
+        path
+    }
+
+    /// Runs the binary with `--root` on this tree and the fake chroot on PATH.
+    pub fn run(&self, args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Out {
+        let profile = self.profile().display().to_string();
+        let mut all = vec![
+            "--root".to_string(),
+            self.path().display().to_string(),
+            "--profile".to_string(),
+            profile,
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let path = format!(
+            "{}:{}",
+            fakebin().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = self.path().join("commands.log");
+        let stand_in_log = self.path().join("stand-in.log");
+        let stand_in = stand_in();
+        let mut env = env.to_vec();
+        let (log, stand_in_log, stand_in) = (
+            log.display().to_string(),
+            stand_in_log.display().to_string(),
+            stand_in.display().to_string(),
+        );
+        env.extend([
+            ("PATH", path.as_str()),
+            ("FAKE_LOG", log.as_str()),
+            ("GITLAB_RUNNER_STAND_IN_LOG", stand_in_log.as_str()),
+            ("STAND_IN", stand_in.as_str()),
+        ]);
+        run_binary(&all, token, &env)
+    }
+
+    pub fn apply(&self, extra: &[&str], token: Option<&str>) -> Out {
+        let mut args = vec!["apply", "--yes", "--accept-docker-group-risk"];
+        args.extend_from_slice(extra);
+        self.run(&args, token, &[])
+    }
+}

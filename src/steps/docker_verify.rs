@@ -102,7 +102,7 @@ impl Step for DockerVerify {
         match docker_info(host)? {
             Answer::Driver(found) => judge(found, &settings.profile.docker.storage_driver),
             Answer::NotYet => Ok(State::Pending(vec![Change::new(format!(
-                "wait for the Docker daemon to answer (up to {} s)",
+                "wait up to {} s for the Docker daemon, which does not answer now",
                 settings.profile.docker.verify_timeout
             ))])),
         }

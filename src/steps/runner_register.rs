@@ -60,10 +60,12 @@ impl Step for RunnerRegister {
             return Ok(State::Done);
         }
         if settings.token.is_none() {
-            return Ok(State::Skipped(format!(
+            let why = format!(
                 "not registered: no runner {name} for {} in {CONFIG_TOML} and no token; put the token in RUNNER_TOKEN or a file given to --token-file, then run apply again",
                 runner.url
-            )));
+            );
+            host.warn(self.id(), &why);
+            return Ok(State::Skipped(why));
         }
         Ok(State::Pending(vec![Change::new(format!(
             "register runner {name} at {} (executor {}, with a {})",

@@ -73,14 +73,10 @@ impl Step for DockerDriver {
                 diff::unified(DAEMON_JSON, old, new),
             ));
         }
-        Ok(if changes.is_empty() {
-            State::Done
-        } else {
-            State::Pending(changes)
-        })
+        Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let files = wanted(host, settings)?;
         let driver = &settings.profile.docker.storage_driver;
         let mut done = Vec::new();

@@ -95,14 +95,10 @@ impl Step for DockerGroup {
                 stale.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
             )));
         }
-        Ok(if changes.is_empty() {
-            State::Done
-        } else {
-            State::Pending(changes)
-        })
+        Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let mut done = Vec::new();
         let missing = missing_members(host, settings)?;
         if !missing.is_empty() {

@@ -87,14 +87,10 @@ impl Step for DockerInstall {
         if host.live && !found.running {
             changes.push(Change::new("start the docker service"));
         }
-        Ok(if changes.is_empty() {
-            State::Done
-        } else {
-            State::Pending(changes)
-        })
+        Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let mut done = Vec::new();
         let found = probe(host, settings)?;
         if !found.missing.is_empty() {

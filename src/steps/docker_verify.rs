@@ -109,7 +109,7 @@ impl Step for DockerVerify {
     }
 
     /// Polls with backoff while the daemon starts; changes nothing.
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
         let deadline = Instant::now() + limit;
         let mut delay = Duration::from_millis(250);

@@ -63,6 +63,17 @@ pub struct Change {
     pub diff: Option<String>,
 }
 
+impl State {
+    /// Done when there is nothing to change.
+    pub fn from_changes(changes: Vec<Change>) -> Self {
+        if changes.is_empty() {
+            State::Done
+        } else {
+            State::Pending(changes)
+        }
+    }
+}
+
 impl Change {
     pub fn new(summary: impl Into<String>) -> Self {
         Self {
@@ -114,7 +125,7 @@ pub trait Step {
     fn check(&self, host: &Host, settings: &Settings) -> Result<State>;
 
     /// Makes the pending changes; returns what it did, in the operator's words.
-    fn apply(&self, host: &Host, settings: &Settings, pending: &[Change]) -> Result<Vec<String>>;
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>>;
 }
 
 pub fn all() -> Vec<Box<dyn Step>> {
@@ -308,7 +319,7 @@ fn run_step(
             r.changes = changes.iter().map(|c| c.summary.clone()).collect();
             r
         }
-        (State::Pending(changes), Mode::Apply) => match step.apply(host, settings, &changes) {
+        (State::Pending(_), Mode::Apply) => match step.apply(host, settings) {
             Err(e) => report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
             Ok(done) => match step.check(host, settings) {
                 Ok(State::Pending(left)) => {

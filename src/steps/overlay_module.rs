@@ -79,14 +79,10 @@ impl Step for OverlayModule {
                 ));
             }
         }
-        Ok(if changes.is_empty() {
-            State::Done
-        } else {
-            State::Pending(changes)
-        })
+        Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let filesystems = if host.live {
             filesystems(host)?
         } else {

@@ -62,14 +62,10 @@ impl Step for RunnerInstall {
                 "create the {ACCOUNT} account (as GitLab's package does)"
             )));
         }
-        Ok(if changes.is_empty() {
-            State::Done
-        } else {
-            State::Pending(changes)
-        })
+        Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let mut done = Vec::new();
         if settings.profile.runner.install == Install::PackageRepo
             && !host.package_installed(PACKAGE)?

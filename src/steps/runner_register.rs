@@ -75,7 +75,7 @@ impl Step for RunnerRegister {
         ))]))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings, _pending: &[Change]) -> Result<Vec<String>> {
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let runner = &settings.profile.runner;
         let name = settings.runner_name(host)?;
         let token = settings

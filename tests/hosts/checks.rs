@@ -1,7 +1,7 @@
 //! Assertions about a provisioned host, read from outside the container
 //! (its files through its root directory) or by commands run inside it.
 
-use crate::harness::{Container, URL};
+use crate::harness::{Container, STAND_IN_LOG, URL};
 
 /// The `[[runners]]` tables of the host's config.toml.
 pub fn runners(host: &Container) -> Vec<toml::Table> {
@@ -38,15 +38,18 @@ pub fn host_name(host: &Container) -> String {
 
 /// Everything issue 3 asks of a provisioned host, with exactly one runner
 /// registered for URL under the host's name.
-pub fn assert_provisioned(host: &Container) {
-    // gitlab-runner from the local repository.
+/// `runner_installed_by_tool`: the tool installed gitlab-runner (from the
+/// local repository) rather than finding it installed.
+pub fn assert_provisioned(host: &Container, runner_installed_by_tool: bool) {
     let status = host.sh_ok("dpkg-query -W -f '${Status}' gitlab-runner");
     assert_eq!(status, "install ok installed", "gitlab-runner package");
-    let policy = host.sh_ok("apt-cache policy gitlab-runner");
-    assert!(
-        policy.contains("/srv/runner-repo"),
-        "gitlab-runner does not come from the local repository:\n{policy}"
-    );
+    if runner_installed_by_tool {
+        let policy = host.sh_ok("apt-cache policy gitlab-runner");
+        assert!(
+            policy.contains("/srv/runner-repo"),
+            "gitlab-runner does not come from the local repository:\n{policy}"
+        );
+    }
 
     // Registered once.
     let runners = runners(host);
@@ -83,7 +86,7 @@ pub fn assert_provisioned(host: &Container) {
         modules.lines().any(|l| l.trim() == "overlay"),
         "/etc/modules does not list overlay:\n{modules}"
     );
-    assert!(host.read("/proc/filesystems").contains("overlay"));
+    assert!(host.sh_ok("cat /proc/filesystems").contains("overlay"));
 }
 
 /// `DOCKER_DRIVER=overlay2` in every runner's environment.
@@ -141,14 +144,34 @@ pub fn assert_second_apply_changes_nothing(host: &Container, token: Option<&str>
     before.assert_same(&host.managed(), "second apply");
 }
 
-/// How many times `gitlab-runner register` ran on the host, from the
-/// stand-in's own record.
-pub fn registrations(host: &Container) -> usize {
-    let _ = host;
-    0
+/// The stand-in's invocation records (STAND_IN_LOG), oldest first.
+pub fn stand_in_calls(host: &Container) -> Vec<serde_json::Value> {
+    let path = host.path(STAND_IN_LOG);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stand-in log line ({e}): {l}")))
+        .collect()
 }
 
-/// The stand-in recorded that the token reached `register` in env `var`.
+/// The stand-in's records of `gitlab-runner register`.
+pub fn registrations(host: &Container) -> Vec<serde_json::Value> {
+    stand_in_calls(host)
+        .into_iter()
+        .filter(|call| call["argv"][1] == "register")
+        .collect()
+}
+
+/// The last registration got its token in env `var`, and none ever on argv.
 pub fn assert_registration_env(host: &Container, var: &str) {
-    let _ = (host, var);
+    let registrations = registrations(host);
+    let last = registrations
+        .last()
+        .unwrap_or_else(|| panic!("the stand-in recorded no `gitlab-runner register`"));
+    assert_eq!(last["token_env"], var, "token channel of {last}");
+    for call in &registrations {
+        let argv = call["argv"].to_string();
+        for secret in [crate::LEGACY_TOKEN, crate::GLRT_TOKEN] {
+            assert!(!argv.contains(secret), "token on register's argv: {argv}");
+        }
+    }
 }

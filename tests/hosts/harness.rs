@@ -31,6 +31,9 @@ const PATH_INSIDE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// Where the tool and its test profile live inside a container.
 pub const TOOL: &str = "/usr/local/sbin/runner-provision";
 pub const PROFILE: &str = "/etc/runner-provision/hosts.toml";
+/// The stand-in gitlab-runner appends one JSON line per invocation here
+/// (argv, which env var carried the token; never the token itself).
+pub const STAND_IN_LOG: &str = "/var/lib/runner-provision-tests/stand-in.jsonl";
 /// The URL every scenario registers against (the stand-in never connects).
 pub const URL: &str = "https://gitlab.example.com/";
 /// Any command in a container that runs longer than this is killed, so a
@@ -312,6 +315,7 @@ impl Tier {
         let profile = root.join(PROFILE.trim_start_matches('/'));
         fs::create_dir_all(profile.parent().expect("profile dir")).expect("profile dir");
         fs::write(&profile, TEST_PROFILE).expect("writing the test profile");
+        fs::create_dir_all(root.join("var/lib/runner-provision-tests")).expect("log dir");
         prepare(&root);
 
         let console = fs::File::create(dir.join("console.log")).expect("console log");
@@ -509,33 +513,39 @@ impl Snapshot {
 impl Container {
     /// Waits until the container's systemd reports running (or degraded).
     fn wait_for_boot(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(120);
         let nspawn_pid = self.nspawn.as_ref().expect("nspawn").id();
-        while self.leader == 0 {
-            let children =
-                fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
-                    .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next() {
-                self.leader = pid.parse().expect("pid");
-            } else {
-                self.assert_nspawn_alive();
-                assert!(Instant::now() < deadline, "container did not start");
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
+        let own_pid_ns = fs::read_link("/proc/self/ns/pid").ok();
         let mut state = String::new();
         while Instant::now() < deadline {
             self.assert_nspawn_alive();
-            let out = self.exec(&["systemctl", "is-system-running"]);
-            state = out.stdout.trim().to_string();
-            if state == "running" || state == "degraded" {
-                return;
+            // The container's init is the child of systemd-nspawn that lives
+            // in another PID namespace (nspawn forks helpers that do not).
+            if self.leader == 0 || !Path::new(&format!("/proc/{}", self.leader)).exists() {
+                self.leader = 0;
+                let children =
+                    fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+                        .unwrap_or_default();
+                for pid in children.split_whitespace() {
+                    let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+                    if ns.is_some() && ns != own_pid_ns {
+                        self.leader = pid.parse().expect("pid");
+                    }
+                }
+            }
+            if self.leader != 0 {
+                let out = self.exec(&["systemctl", "is-system-running"]);
+                state = out.stdout.trim().to_string();
+                if state == "running" || state == "degraded" {
+                    return;
+                }
             }
             thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "{}: systemd did not finish booting (state {state:?})\n{}",
+            "{}: systemd did not finish booting (leader {}, state {state:?})\n{}",
             self.name,
+            self.leader,
             self.console_log()
         );
     }
@@ -603,8 +613,11 @@ impl Container {
     /// root from a login shell would run it.
     pub fn tool_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
         let mut argv = vec![
+            // -E keeps the (clean) environment: RUNNER_TOKEN and the
+            // stand-in's log path. Not --preserve-env=RUNNER_TOKEN: sudo
+            // logs variables named there, with their values, to the journal.
             "sudo",
-            "--preserve-env=RUNNER_TOKEN",
+            "-E",
             TOOL,
             "--profile",
             PROFILE,
@@ -616,6 +629,7 @@ impl Container {
     /// The tool's command, with the token (if any) in its environment only.
     pub fn tool_command(&self, args: &[&str], token: Option<&str>) -> Command {
         let mut cmd = self.command(&Self::tool_argv(args));
+        cmd.env("GITLAB_RUNNER_STAND_IN_LOG", STAND_IN_LOG);
         if let Some(token) = token {
             cmd.env("RUNNER_TOKEN", token);
         }

@@ -79,12 +79,23 @@ pub fn fresh_host() {
             first.transcript()
         );
     }
-    assert_provisioned(&host);
+    assert_provisioned(&host, true);
+    assert_eq!(
+        checks::registrations(&host).len(),
+        1,
+        "gitlab-runner register ran once"
+    );
+    checks::assert_registration_env(&host, "REGISTRATION_TOKEN");
 
     let verify = host.tool(&["verify"], None);
     verify.assert_success("verify on the provisioned host");
 
     assert_second_apply_changes_nothing(&host, Some(LEGACY_TOKEN));
+    assert_eq!(
+        checks::registrations(&host).len(),
+        1,
+        "the second apply registered again"
+    );
 }
 
 /// 2. A `glrt-` token registers with the new flow; tags with it are refused
@@ -126,7 +137,7 @@ pub fn glrt_token() {
     let applied = host.apply(&[], Some(GLRT_TOKEN));
     applied.assert_applied("apply with a glrt- token");
     assert_eq!(status_of(&applied, "runner-register"), "changed");
-    assert_provisioned(&host);
+    assert_provisioned(&host, true);
     let runner = &checks::runners(&host)[0];
     assert_eq!(
         runner.get("token").and_then(|t| t.as_str()),
@@ -175,7 +186,7 @@ pub fn docker_stopped_and_disabled() {
         installs_before,
         "docker packages were reinstalled or upgraded"
     );
-    assert_provisioned(&host);
+    assert_provisioned(&host, true);
 
     assert_second_apply_changes_nothing(&host, Some(LEGACY_TOKEN));
 }
@@ -296,10 +307,11 @@ use Fcntl qw(F_SETLK F_WRLCK SEEK_SET O_RDWR O_CREAT);
 my @held;
 for my $f ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock") {
     sysopen(my $h, $f, O_RDWR | O_CREAT, 0640) or die "open $f: $!";
-    fcntl($h, F_SETLK, pack("s s x4 q q l x4", F_WRLCK, SEEK_SET, 0, 0, 0)) or die "lock $f: $!";
+    my $lock = pack("s s x4 q q l x4", F_WRLCK, SEEK_SET, 0, 0, 0);
+    fcntl($h, F_SETLK, $lock) or die "lock $f: $!";
     push @held, $h;
 }
-open(my $flag, ">", "/run/dpkg-lock-held") or die; close $flag;
+open(my $flag, ">", "/var/lib/runner-provision-tests/dpkg-lock-held") or die; close $flag;
 sleep $ARGV[0];
 "#;
 
@@ -311,7 +323,10 @@ pub fn dpkg_lock_held() {
     host.write("/root/hold-dpkg-lock.pl", HOLD_DPKG_LOCK);
     host.sh_ok("systemd-run --unit=hold-dpkg-lock perl /root/hold-dpkg-lock.pl 20");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !host.path("/run/dpkg-lock-held").exists() {
+    while !host
+        .path("/var/lib/runner-provision-tests/dpkg-lock-held")
+        .exists()
+    {
         assert!(Instant::now() < deadline, "the lock holder did not start");
         thread::sleep(Duration::from_millis(50));
     }
@@ -337,7 +352,7 @@ pub fn dpkg_lock_held() {
         "apply waited without saying so\n{}",
         applied.transcript()
     );
-    assert_provisioned(&host);
+    assert_provisioned(&host, true);
 
     assert_second_apply_changes_nothing(&host, Some(LEGACY_TOKEN));
 }
@@ -392,7 +407,7 @@ pub fn docker_slow_then_broken() {
         "the slow daemon was not waited for ({waited} ms)\n{}",
         applied.transcript()
     );
-    assert_provisioned(&host);
+    assert_provisioned(&host, true);
     assert_second_apply_changes_nothing(&host, Some(LEGACY_TOKEN));
 
     // Broken: the daemon cannot start at all.
@@ -467,6 +482,8 @@ pub fn service_runs_as_gitlab_runner() {
         "/etc/systemd/system/gitlab-runner.service.d/10-user.conf",
         "[Service]\nUser=gitlab-runner\n",
     );
+    // An operator who runs the service unprivileged hands it its config.
+    host.sh_ok("chown -R gitlab-runner:gitlab-runner /etc/gitlab-runner");
     host.sh_ok("systemctl daemon-reload && systemctl restart gitlab-runner");
     assert_eq!(
         host.sh("systemctl is-active gitlab-runner").stdout.trim(),
@@ -482,7 +499,17 @@ pub fn service_runs_as_gitlab_runner() {
 
     let applied = host.apply(&[], Some(LEGACY_TOKEN));
     applied.assert_applied("apply with the service running as gitlab-runner");
-    assert_provisioned(&host);
+    assert_provisioned(&host, false);
+    let owner = host.sh_ok("stat -c %U:%G /etc/gitlab-runner/config.toml");
+    assert_eq!(
+        owner.trim(),
+        "gitlab-runner:gitlab-runner",
+        "config.toml's owner was not kept"
+    );
+    assert_eq!(
+        host.sh("systemctl is-active gitlab-runner").stdout.trim(),
+        "active"
+    );
     let pid_after = main_pid(&host, "gitlab-runner");
     assert_ne!(pid_after, "0", "gitlab-runner is not running after apply");
     assert_ne!(
@@ -522,9 +549,10 @@ pub fn service_runs_as_gitlab_runner() {
     );
 }
 
-/// Files a SIGKILL must not leave behind next to managed files, and managed
-/// files that must still parse.
-fn assert_no_torn_files(host: &Container, when: &str) {
+/// Temporary files next to managed files (a SIGKILL between writing one and
+/// renaming it into place leaves it; the next apply must not keep it).
+fn stray_temp_files(host: &Container) -> Vec<String> {
+    let mut found = Vec::new();
     for dir in [
         "/etc",
         "/etc/gitlab-runner",
@@ -537,11 +565,16 @@ fn assert_no_torn_files(host: &Container, when: &str) {
             continue;
         };
         for entry in entries.flatten() {
+            // Temporary files are regular files (Debian's modules-load.d/
+            // modules.conf, say, is a symbolic link).
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             let name = entry.file_name().to_string_lossy().into_owned();
             let temp = name.contains(".tmp")
-                || name.starts_with("tmp")
                 || name.ends_with('~')
-                || (name.starts_with('.') && name != ".pwd.lock")
+                || (name.starts_with('.')
+                    && ![".pwd.lock", ".runner_system_id"].contains(&name.as_str()))
                 || [
                     "config.toml.",
                     "daemon.json.",
@@ -551,8 +584,20 @@ fn assert_no_torn_files(host: &Container, when: &str) {
                 ]
                 .iter()
                 .any(|p| name.starts_with(p));
-            assert!(!temp, "{when}: temporary file left behind: {dir}/{name}");
+            if temp {
+                found.push(format!("{dir}/{name}"));
+            }
         }
+    }
+    found
+}
+
+/// Managed files must be whole after any kill: old content or new, never
+/// truncated.
+fn assert_not_torn(host: &Container, when: &str) {
+    let strays = stray_temp_files(host);
+    if !strays.is_empty() {
+        eprintln!("[{}] {when}: temporary files left: {strays:?}", host.name);
     }
     let config = host.path("/etc/gitlab-runner/config.toml");
     if config.exists() {
@@ -604,27 +649,51 @@ pub fn interrupted_apply() {
         "runner-register never started:\n{}",
         lines.join("\n")
     );
-    assert_no_torn_files(&host, "killed during runner-register");
+    assert_not_torn(&host, "killed during runner-register");
 
-    // During apt: dpkg unpacking Docker Engine.
+    // During apt: dpkg unpacking Docker Engine's packages.
     let mut child = host
         .tool_command(&args, Some(LEGACY_TOKEN))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawning apply");
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lines").push(line);
+            }
+        })
+    };
+    let in_docker_install = || {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains("\"step_started\"") && l.contains("\"docker-install\""))
+    };
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut killed = false;
     while Instant::now() < deadline && !killed {
         if child.try_wait().expect("try_wait").is_some() {
             break;
         }
-        let unpacking = descendants(child.id()).into_iter().any(|pid| {
-            comm(pid) == "dpkg"
-                && fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("docker.io"))
-                    .unwrap_or(false)
-        });
+        // apt hands dpkg a directory of packages (--recursive), so the
+        // package names are not on its argv: the step tells which install.
+        let unpacking = in_docker_install()
+            && descendants(child.id()).into_iter().any(|pid| {
+                comm(pid) == "dpkg"
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains("--unpack"))
+                        .unwrap_or(false)
+            });
         if unpacking {
             thread::sleep(Duration::from_millis(500));
             kill_tree(child.id());
@@ -634,8 +703,13 @@ pub fn interrupted_apply() {
         }
     }
     let _ = child.wait();
-    assert!(killed, "dpkg never unpacked docker.io during apply");
-    assert_no_torn_files(&host, "killed during apt");
+    let _ = reader.join();
+    assert!(
+        killed,
+        "dpkg never unpacked Docker during apply:\n{}",
+        lines.lock().expect("lines").join("\n")
+    );
+    assert_not_torn(&host, "killed during apt");
 
     // As docker-driver starts (config.toml and daemon.json writes).
     let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line| {
@@ -646,12 +720,17 @@ pub fn interrupted_apply() {
         "the apply after the interruptions never reached docker-driver:\n{}",
         lines.join("\n")
     );
-    assert_no_torn_files(&host, "killed during docker-driver");
+    assert_not_torn(&host, "killed during docker-driver");
 
     let recovered = host.apply(&[], Some(LEGACY_TOKEN));
     recovered.assert_applied("apply after three interruptions");
-    assert_no_torn_files(&host, "after the converging apply");
-    assert_provisioned(&host);
+    assert_not_torn(&host, "after the converging apply");
+    let strays = stray_temp_files(&host);
+    assert!(
+        strays.is_empty(),
+        "temporary files left by the interrupted runs survive a converging apply: {strays:?}"
+    );
+    assert_provisioned(&host, true);
     let audit = host.sh("dpkg --audit");
     assert!(
         audit.status.success() && audit.stdout.trim().is_empty(),
@@ -784,9 +863,21 @@ pub fn token_stays_secret() {
     // Human output, verbose: the most the tool ever prints.
     let human = host.tool(&["-v", "apply"], Some(LEGACY_TOKEN));
     human.assert_success("verbose human apply");
-    // Register again, now with JSON output.
+    // Register again, now with JSON output and the token from a file.
     fs::remove_file(host.path("/etc/gitlab-runner/config.toml")).expect("removing config.toml");
-    let json = host.tool(&["-v", "--output", "json", "apply"], Some(LEGACY_TOKEN));
+    host.write("/root/runner-token", LEGACY_TOKEN);
+    host.sh_ok("chmod 600 /root/runner-token");
+    let json = host.tool(
+        &[
+            "-v",
+            "--output",
+            "json",
+            "apply",
+            "--token-file",
+            "/root/runner-token",
+        ],
+        None,
+    );
     json.assert_success("verbose JSON apply");
     assert_eq!(status_of(&json, "runner-register"), "changed");
 
@@ -830,9 +921,16 @@ pub fn token_stays_secret() {
 /// Runs the tool with another profile file (written into the container).
 fn with_profile(host: &Container, profile_text: &str, args: &[&str]) -> harness::Run {
     host.write("/etc/runner-provision/other.toml", profile_text);
-    let mut argv = vec!["sudo", "--preserve-env=RUNNER_TOKEN", TOOL, "--profile"];
-    argv.push("/etc/runner-provision/other.toml");
-    argv.extend_from_slice(args);
+    let argv: Vec<&str> = Container::tool_argv(args)
+        .into_iter()
+        .map(|a| {
+            if a == PROFILE {
+                "/etc/runner-provision/other.toml"
+            } else {
+                a
+            }
+        })
+        .collect();
     let mut cmd = host.command(&argv);
     cmd.env("RUNNER_TOKEN", LEGACY_TOKEN);
     let run = harness::Run::capture(&mut cmd);
@@ -865,7 +963,13 @@ fn assert_refused(
         "{what}: the error does not say {expect:?}\n{}",
         run.transcript()
     );
-    before.assert_same(&host.managed(), what);
+    let diff = before.differences(&host.managed());
+    assert!(
+        diff.is_empty(),
+        "{what}: files changed:\n  {}\n{}",
+        diff.join("\n  "),
+        run.transcript()
+    );
 }
 
 /// 10. Bad input on a real host: clear error, exit 1, every file unchanged.
@@ -900,18 +1004,6 @@ pub fn bad_input() {
     );
     assert_refused(&host, "not root", &before, &as_user, &["root"]);
 
-    // 192.0.2.0/24 is TEST-NET-1; the container has no route anywhere.
-    let unreachable =
-        TEST_PROFILE.replace("file:/srv/runner-repo/", "http://192.0.2.1/gitlab-runner/");
-    let run = with_profile(&host, &unreachable, &["apply"]);
-    assert_refused(
-        &host,
-        "unreachable apt repository",
-        &before,
-        &run,
-        &["192.0.2.1", "repository", "apt-get update"],
-    );
-
     // Then a provisioned host with a malformed config.toml.
     host.apply(&[], Some(LEGACY_TOKEN))
         .assert_applied("apply on the fresh host");
@@ -935,5 +1027,21 @@ pub fn bad_input() {
         &before,
         &plan,
         &["config.toml"],
+    );
+
+    // A fresh host whose gitlab-runner repository cannot be reached.
+    drop(host);
+    let fresh = tier.boot("rp-badrepo");
+    let before = fresh.managed();
+    // 192.0.2.0/24 is TEST-NET-1; the container has no route anywhere.
+    let unreachable =
+        TEST_PROFILE.replace("file:/srv/runner-repo/", "http://192.0.2.1/gitlab-runner/");
+    let run = with_profile(&fresh, &unreachable, &["apply"]);
+    assert_refused(
+        &fresh,
+        "unreachable apt repository",
+        &before,
+        &run,
+        &["192.0.2.1", "repository", "apt-get update"],
     );
 }

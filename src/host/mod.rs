@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod command;
+pub mod docker_api;
 pub mod files;
 pub mod os;
 pub mod packages;

@@ -4,7 +4,7 @@
 //! their own daemon (docker:dind); a shell executor talks to the host's
 //! daemon, whose driver only daemon.json sets. Both are written.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use super::{CONFIG_TOML, Change, DAEMON_JSON, Mode, Settings, State, Step};
@@ -95,8 +95,16 @@ impl Step for DockerDriver {
             done.push(format!("set storage-driver {driver} in {DAEMON_JSON}"));
             if host.live && host.pidfile_running("/run/docker.pid", "dockerd")? {
                 host.progress("restarting docker");
-                host.service("docker", "restart")
-                    .context("restarting docker to apply daemon.json")?;
+                if let Err(e) = host.service("docker", "restart") {
+                    let state = if host.pidfile_running("/run/docker.pid", "dockerd")? {
+                        "docker is still running with its old settings"
+                    } else {
+                        "docker is stopped now; fix the cause, then run apply again (docker-install starts it)"
+                    };
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "restarting docker to apply {DAEMON_JSON} ({state})"
+                    )));
+                }
                 done.push("restarted docker".to_string());
             }
         }

@@ -101,33 +101,65 @@ impl Step for DockerVerify {
         }
         match docker_info(host)? {
             Answer::Driver(found) => judge(found, &settings.profile.docker.storage_driver),
-            Answer::NotYet => Ok(State::Pending(vec![Change::new(format!(
-                "wait up to {} s for the Docker daemon, which does not answer now",
-                settings.profile.docker.verify_timeout
-            ))])),
+            Answer::NotYet => Ok(not_answering(settings)),
         }
     }
 
-    /// Polls with backoff while the daemon starts; changes nothing.
+    /// Asks the daemon over its socket (no process) and infers from the
+    /// socket's owner and mode whether the runner account may use it.
+    fn plan_check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        if !host.live {
+            return Ok(State::NotApplicable("offline root".to_string()));
+        }
+        let Some(found) = host.docker_driver_via_socket()? else {
+            return Ok(not_answering(settings));
+        };
+        if let (Some(socket), Some(user)) =
+            (host.docker_socket_access()?, host.accounts.user(ACCOUNT)?)
+        {
+            let groups = host.accounts.group("docker")?;
+            let in_group = user.gid == socket.gid
+                || groups.is_some_and(|g| g.gid == socket.gid && g.members.contains(&user.name));
+            let allowed = (user.uid == socket.uid && socket.mode & 0o600 == 0o600)
+                || (in_group && socket.mode & 0o060 == 0o060)
+                || socket.mode & 0o006 == 0o006;
+            if !allowed {
+                return Err(Diagnosis::SocketPermission.into());
+            }
+        }
+        judge(found, &settings.profile.docker.storage_driver)
+    }
+
+    /// Waits with backoff for the daemon to answer on its socket (cheap, in
+    /// process), then runs `docker info` as the runner account once.
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
         let deadline = Instant::now() + limit;
-        let mut delay = Duration::from_millis(250);
+        let mut delay = Duration::from_millis(100);
         loop {
             host.progress("waiting for the Docker daemon");
-            if let Answer::Driver(found) = docker_info(host)? {
-                judge(found, &settings.profile.docker.storage_driver)?;
-                return Ok(Vec::new());
+            if host.docker_driver_via_socket().ok().flatten().is_some() {
+                if let Answer::Driver(found) = docker_info(host)? {
+                    judge(found, &settings.profile.docker.storage_driver)?;
+                    return Ok(Vec::new());
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(anyhow::Error::new(Diagnosis::DaemonDown).context(format!(
-                    "no answer from `docker info` within {} s",
+                    "no answer from the Docker daemon within {} s",
                     limit.as_secs()
                 )));
             }
             std::thread::sleep(delay.min(deadline - now));
-            delay = (delay * 2).min(Duration::from_secs(4));
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
+}
+
+fn not_answering(settings: &Settings) -> State {
+    State::Pending(vec![Change::new(format!(
+        "wait up to {} s for the Docker daemon, which does not answer now",
+        settings.profile.docker.verify_timeout
+    ))])
 }

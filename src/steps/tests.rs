@@ -478,3 +478,58 @@ fn plan_shows_diffs_and_changes_nothing() {
     );
     assert!(text.contains("+overlay"), "{text}");
 }
+
+/// A Docker daemon stand-in on the fake root's socket that answers `/info`.
+fn serve_info(fake: &FakeHost, driver: &'static str) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let path = fake.root().join("var/run/docker.sock");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut request = [0u8; 512];
+            let _ = conn.read(&mut request);
+            let body = format!("{{\"Driver\":\"{driver}\",\"ServerVersion\":\"20.10\"}}");
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
+            );
+        }
+    })
+}
+
+#[test]
+fn plan_asks_the_daemon_over_its_socket_without_spawning() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let n = fake.commands().len();
+
+    let server = serve_info(&fake, "overlay2");
+    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    server.join().expect("server");
+    assert_eq!(
+        (plan.ok, plan.pending, plan.failed),
+        (2, 0, 0),
+        "{}",
+        out.captured()
+    );
+    assert_eq!(fake.commands().len(), n, "plan spawned a process");
+
+    std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
+    let server = serve_info(&fake, "vfs");
+    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    server.join().expect("server");
+    assert_eq!(plan.failed, 1, "{}", out.captured());
+    assert!(
+        out.captured().contains("storage driver vfs"),
+        "{}",
+        out.captured()
+    );
+
+    std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
+    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    assert_eq!(plan.pending, 1, "no daemon: pending, {}", out.captured());
+}

@@ -134,9 +134,9 @@ struct ApplyArgs {
     /// Do not ask for confirmation at a terminal
     #[arg(short, long)]
     yes: bool,
-    /// After applying, delete the --token-file and overwrite the token in
-    /// cloud-init's stored copies of the user data
-    #[arg(long, requires = "token_file")]
+    /// After applying, delete the --token-file (if given) and overwrite the
+    /// token in cloud-init's stored copies of the user data
+    #[arg(long)]
     forget_token: bool,
 }
 
@@ -369,11 +369,9 @@ impl ApplyArgs {
         }
         let counts = steps::run(&host, &settings, &selection, Mode::Apply, &reporter);
         if self.forget_token {
-            if let (Some(path), Some(token)) = (&self.settings.token_file, &settings.token) {
-                let cleaned = cloud_init::forget_token(&host, token, path)?;
-                for file in cleaned {
-                    reporter.warning(None, &format!("overwrote the runner token in {file}"));
-                }
+            let token_file = self.settings.token_file.as_deref();
+            for file in cloud_init::forget_token(&host, settings.token.as_ref(), token_file)? {
+                reporter.warning(None, &format!("overwrote the runner token in {file}"));
             }
         }
         Ok(if counts.failed > 0 { 1 } else { 0 })

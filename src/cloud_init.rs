@@ -113,12 +113,14 @@ fn script(options: &Options) -> Result<String> {
     if !options.selection.skip.is_empty() {
         let _ = write!(args, " --skip {}", options.selection.skip.join(","));
     }
+    // Every boot scrubs: cloud-init re-reads the seed (or the metadata
+    // service) on boots after the first and writes its copies anew.
     let _ = writeln!(s, "token={TOKEN_PATH}");
     let _ = writeln!(
         s,
         "if [ -f \"$token\" ]; then\n  exec \"$bin\" {args} --token-file \"$token\" --forget-token\nfi"
     );
-    let _ = writeln!(s, "exec \"$bin\" {args}");
+    let _ = writeln!(s, "exec \"$bin\" {args} --forget-token");
     Ok(s)
 }
 
@@ -188,30 +190,65 @@ pub fn scrub(text: &[u8], secret: &[u8]) -> Option<Vec<u8>> {
     found.then_some(out)
 }
 
-/// Deletes the token file and scrubs the token from cloud-init's state;
-/// returns the files it rewrote.
-pub fn forget_token(host: &Host, token: &Token, token_file: &Path) -> Result<Vec<String>> {
+/// cloud-init's verbatim copy of the user data of the current instance.
+const USER_DATA_COPY: &str = "/var/lib/cloud/instance/user-data.txt";
+
+/// The token in user data that [`render`] wrote: the `content` of the
+/// write_files entry for [`TOKEN_PATH`]. `None` when there is none, or when
+/// it was already overwritten.
+pub fn token_in_user_data(text: &str) -> Option<String> {
+    let entry = format!("  - path: {TOKEN_PATH}");
+    let value = text
+        .lines()
+        .skip_while(|l| *l != entry)
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .find_map(|l| l.trim_start().strip_prefix("content: "))?;
+    let token: String = serde_json::from_str(value).ok()?;
+    (!token.is_empty() && !token.chars().all(|c| c == 'x')).then_some(token)
+}
+
+/// Deletes the token file, if any, and overwrites the token in
+/// cloud-init's stored copies of the user data; returns the files it
+/// rewrote. Without `token`, the value is taken from cloud-init's copy of
+/// the user data: on boots after the first the token file on /run is gone,
+/// but cloud-init has read the seed again and written its copies anew.
+pub fn forget_token(
+    host: &Host,
+    token: Option<&Token>,
+    token_file: Option<&Path>,
+) -> Result<Vec<String>> {
+    let value = match token {
+        Some(token) => Some(token.expose().to_string()),
+        None => host
+            .files
+            .read(USER_DATA_COPY)?
+            .as_deref()
+            .and_then(token_in_user_data),
+    };
     let mut cleaned = Vec::new();
-    for dir in CLOUD_INIT_STATE {
-        for file in host.files.walk(dir)? {
-            let Some(bytes) = host.files.read_bytes(&file)? else {
-                continue;
-            };
-            if let Some(new) = scrub(&bytes, token.expose().as_bytes()) {
-                host.files.write_atomic(&file, &new, 0o600)?;
-                cleaned.push(file);
+    if let Some(value) = value {
+        host.redactor().add_token(&value);
+        for dir in CLOUD_INIT_STATE {
+            for file in host.files.walk(dir)? {
+                let Some(bytes) = host.files.read_bytes(&file)? else {
+                    continue;
+                };
+                if let Some(new) = scrub(&bytes, value.as_bytes()) {
+                    host.files.write_atomic(&file, &new, 0o600)?;
+                    cleaned.push(file);
+                }
             }
         }
     }
-    std::fs::remove_file(token_file)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
+    if let Some(path) = token_file {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", path.display()));
             }
-        })
-        .with_context(|| format!("removing {}", token_file.display()))?;
+            _ => {}
+        }
+    }
     Ok(cleaned)
 }
 
@@ -246,6 +283,17 @@ mod tests {
             text.contains("--token-file \"$token\" --forget-token"),
             "{text}"
         );
+        assert_eq!(
+            token_in_user_data(&text).as_deref(),
+            Some("GR1348941secretvalue")
+        );
+        let scrubbed = scrub(text.as_bytes(), b"GR1348941secretvalue").expect("found");
+        let scrubbed = String::from_utf8(scrubbed).expect("utf8");
+        assert_eq!(
+            token_in_user_data(&scrubbed),
+            None,
+            "an overwritten token is no token"
+        );
         assert!(text.contains("permissions: \"0600\""), "{text}");
         assert!(text.contains("power_state:\n  mode: poweroff"), "{text}");
     }
@@ -254,18 +302,11 @@ mod tests {
     fn without_a_token_no_token_file() {
         let text = render(&options(Binary::Path("/opt/rp".into()), None)).expect("render");
         assert!(
-            !text.contains(
-                TOKEN_PATH
-                    .trim_start_matches('/')
-                    .split('/')
-                    .next_back()
-                    .unwrap_or("token")
-            ) || !text.contains("path: /run/runner-provision/token")
-        );
-        assert!(
             !text.contains("path: /run/runner-provision/token"),
             "{text}"
         );
+        assert_eq!(token_in_user_data(&text), None);
+        assert!(text.contains("exec \"$bin\" --profile /etc/runner-provision/profile.toml apply --yes --forget-token"), "{text}");
     }
 
     #[test]
@@ -318,5 +359,51 @@ mod tests {
         assert_eq!(out.len(), text.len());
         assert_eq!(out, b"a: xxxxxxxxxxxxxx\nb: xxxxxxxxxxxxxx".to_vec());
         assert_eq!(scrub(b"nothing here", b"glrt-secret123"), None);
+    }
+
+    #[test]
+    fn forgetting_finds_the_token_in_cloud_inits_copy_on_later_boots() {
+        let fake = crate::testing::FakeHost::debian12();
+        let token = "GR1348941laterBootToken";
+        let text = render(&options(Binary::Path("/opt/rp".into()), Some(token))).expect("render");
+        fake.write("/var/lib/cloud/instances/i-1/user-data.txt", &text);
+        fake.write(
+            "/var/lib/cloud/instances/i-1/obj.pkl",
+            &format!("\u{1}pickle{token}\u{0}"),
+        );
+        fake.write(
+            "/run/cloud-init/combined-cloud-config.json",
+            &format!("{{\"content\": \"{token}\"}}"),
+        );
+        fake.write(
+            "/var/lib/cloud/instances/i-1/boot-finished",
+            "no secret here",
+        );
+        std::os::unix::fs::symlink("instances/i-1", fake.root().join("var/lib/cloud/instance"))
+            .expect("symlink");
+        let host = fake.host(fake.reporter(crate::report::Format::Json));
+
+        let cleaned = forget_token(&host, None, None).expect("forget");
+        assert_eq!(
+            cleaned,
+            vec![
+                "/var/lib/cloud/instances/i-1/obj.pkl",
+                "/var/lib/cloud/instances/i-1/user-data.txt",
+                "/run/cloud-init/combined-cloud-config.json"
+            ]
+        );
+        for file in &cleaned {
+            assert!(!fake.read(file).contains(token), "{file}");
+        }
+        assert_eq!(
+            fake.read("/var/lib/cloud/instances/i-1/obj.pkl").len(),
+            token.len() + 8,
+            "length kept"
+        );
+        assert_eq!(
+            forget_token(&host, None, None).expect("again"),
+            Vec::<String>::new(),
+            "nothing left to forget"
+        );
     }
 }

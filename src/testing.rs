@@ -88,6 +88,7 @@ impl FakeHost {
         ] {
             write(root, &format!("/usr/bin/{tool}"), "#!/bin/sh\n");
         }
+        write(root, "/srv/repo/Release", "Origin: local test repository\n");
         fs::create_dir_all(root.join("run/systemd/system")).expect("mkdir");
         fs::create_dir_all(root.join("var/lib/apt/lists")).expect("mkdir");
         Self {
@@ -235,6 +236,11 @@ impl FakeRunner {
             "/var/lib/dpkg/status",
             &format!("Package: {package}\nStatus: install ok installed\nVersion: 1\n\n"),
         );
+        self.configure(package);
+    }
+
+    /// What the package's maintainer scripts do.
+    fn configure(&self, package: &str) {
         match package {
             "gitlab-runner" => self.add_user("gitlab-runner"),
             "docker.io" | "docker-ce" => {
@@ -273,6 +279,28 @@ impl FakeRunner {
                     .filter(|a| !a.starts_with('-') && **a != "install")
                 {
                     self.install(p);
+                }
+                ok("")
+            }
+            ["dpkg", "--configure", "-a"] => {
+                let status = read(&self.root, "/var/lib/dpkg/status");
+                let unpacked: Vec<String> = status
+                    .split("\n\n")
+                    .filter(|stanza| stanza.contains("Status: install ok unpacked"))
+                    .filter_map(|stanza| {
+                        stanza
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Package: "))
+                            .map(str::to_string)
+                    })
+                    .collect();
+                write(
+                    &self.root,
+                    "/var/lib/dpkg/status",
+                    &status.replace("install ok unpacked", "install ok installed"),
+                );
+                for package in unpacked {
+                    self.configure(&package);
                 }
                 ok("")
             }

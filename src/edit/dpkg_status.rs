@@ -50,6 +50,19 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.strip_prefix(name)?.strip_prefix(':').map(str::trim)
 }
 
+/// Does some package sit in a state that only a killed dpkg run leaves
+/// (`half-installed`, `half-configured`, `unpacked`, `triggers-awaited`)?
+pub fn interrupted(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix("Status:").is_some_and(|status| {
+            matches!(
+                status.split_whitespace().last(),
+                Some("half-installed" | "half-configured" | "unpacked" | "triggers-awaited")
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +211,24 @@ Description: tiny but valid init for containers";
         // Generous for an unoptimized test build; a per-line allocation or a
         // quadratic scan would be far slower.
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn interrupted_states() {
+        let cases = [
+            ("Package: a\nStatus: install ok installed\n", false),
+            ("Package: a\nStatus: deinstall ok config-files\n", false),
+            ("Package: a\nStatus: install ok unpacked\n", true),
+            (
+                "Package: a\nStatus: install reinstreq half-installed\n",
+                true,
+            ),
+            ("Package: a\nStatus: install ok half-configured\n", true),
+            ("Package: a\nStatus: install ok triggers-awaited\n", true),
+            ("", false),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(interrupted(text), expected, "{text:?}");
+        }
     }
 }

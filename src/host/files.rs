@@ -114,9 +114,11 @@ impl Files {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        remove_stale_temporaries(dir, &name)?;
         let mut temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
+            .rand_bytes(TEMP_RANDOM)
             .tempfile_in(dir)
             .with_context(|| {
                 format!(
@@ -183,6 +185,36 @@ impl Files {
     }
 }
 
+/// Random characters in a temporary file's name: `.NAME.XXXXXX.tmp`.
+const TEMP_RANDOM: usize = 6;
+
+/// Removes temporary files that an earlier write of `name` left behind when
+/// it was killed between creating and renaming them (they may hold a copy
+/// of config.toml, tokens included). Only names of this module's own
+/// pattern are touched.
+fn remove_stale_temporaries(dir: &Path, name: &str) -> Result<()> {
+    let prefix = format!(".{name}.");
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let middle = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"));
+        if middle
+            .is_some_and(|m| m.len() == TEMP_RANDOM && m.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing the stale {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +272,34 @@ mod tests {
         assert!(
             files.read("/etc/modules").is_err(),
             "a folder where a file should be is an error"
+        );
+    }
+
+    #[test]
+    fn a_write_removes_temporaries_a_killed_write_left_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path());
+        files.create_dir("/etc", 0o755).expect("mkdir");
+        files
+            .write_atomic("/etc/config.toml", b"a = 1\n", 0o600)
+            .expect("write");
+        for name in [
+            ".config.toml.abc123.tmp",
+            ".config.toml.keepme-please.tmp",
+            ".other.toml.abc123.tmp",
+        ] {
+            fs::write(files.resolve(&format!("/etc/{name}")), "x").expect("plant");
+        }
+        files
+            .write_atomic("/etc/config.toml", b"a = 2\n", 0o600)
+            .expect("rewrite");
+        assert_eq!(
+            files.list("/etc").expect("list"),
+            vec![
+                ".config.toml.keepme-please.tmp",
+                ".other.toml.abc123.tmp",
+                "config.toml"
+            ]
         );
     }
 }

@@ -107,6 +107,20 @@ impl Host {
             .find(|p| p.is_file())
     }
 
+    /// Does `url` answer 200 to a HEAD request, within `timeout`? (`Err`
+    /// says why not.) For checking a repository before changing anything.
+    pub fn reachable(&self, url: &str, timeout: Duration) -> Result<()> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        agent
+            .head(url)
+            .call()
+            .map(drop)
+            .with_context(|| format!("no answer from {url}"))
+    }
+
     /// Downloads a URL (http, https) or reads a local `file:` URL or path.
     pub fn fetch(&self, url: &str) -> Result<Vec<u8>> {
         if let Some(path) = url

@@ -85,8 +85,9 @@ impl Host {
     }
 
     /// `apt-get install` of `packages`, non-interactive, keeping existing config files.
-    pub fn apt_install(&self, step: &str, packages: &[&str]) -> Result<(), CommandError> {
+    pub fn apt_install(&self, step: &str, packages: &[&str]) -> Result<()> {
         self.wait_note(step);
+        self.finish_interrupted_dpkg(step)?;
         self.progress(&format!("apt-get install {}", packages.join(" ")));
         let cmd = apt_get()
             .args(["install", "-y", "--no-install-recommends"])
@@ -97,7 +98,31 @@ impl Host {
             .args(packages.iter().copied());
         let result = self.run(cmd).map(drop);
         self.dpkg_status.borrow_mut().take();
-        result
+        Ok(result?)
+    }
+
+    /// A dpkg run killed half-way (a reboot or SIGKILL during a first boot)
+    /// leaves packages unpacked but not configured, and apt then refuses
+    /// every install until `dpkg --configure -a` has run: run it.
+    fn finish_interrupted_dpkg(&self, step: &str) -> Result<()> {
+        let pending_updates = !self.files.list("/var/lib/dpkg/updates")?.is_empty();
+        let half_done = self
+            .files
+            .read("/var/lib/dpkg/status")?
+            .is_some_and(|text| dpkg_status::interrupted(&text));
+        if pending_updates || half_done {
+            self.warn(
+                step,
+                "dpkg was interrupted earlier: running `dpkg --configure -a` to finish its work",
+            );
+            self.run(
+                Cmd::new("dpkg")
+                    .args(["--configure", "-a"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            self.dpkg_status.borrow_mut().take();
+        }
+        Ok(())
     }
 
     /// Says so when another process holds a dpkg lock; apt then waits for it.

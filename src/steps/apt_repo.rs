@@ -1,7 +1,9 @@
 //! An apt repository as a deb822 `.sources` file plus its signing key in
 //! /etc/apt/keyrings, the way GitLab's and Docker's install guides set them up.
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 
 use super::Change;
 use crate::edit::{apt_source, diff};
@@ -88,6 +90,71 @@ impl AptRepo {
                 .write_atomic(&path, wanted.as_bytes(), 0o644)
                 .with_context(|| format!("adding the apt source {path}"))?;
             done.push(format!("wrote apt source {path}"));
+        }
+        Ok(done)
+    }
+
+    /// Checks, before anything changes, that the repository answers: its
+    /// `InRelease` or `Release` file is there.
+    pub fn probe(&self, host: &Host) -> Result<()> {
+        let os = &host.os.release;
+        let fill = |s: &str| {
+            s.replace("{id}", &os.id)
+                .replace("{codename}", &os.version_codename)
+        };
+        let uri = fill(&self.repository.uri);
+        let suite = fill(&self.repository.suite);
+        let base = uri.trim_end_matches('/');
+        let dir = if suite.ends_with('/') {
+            format!("{base}/{}", suite.trim_end_matches('/'))
+        } else {
+            format!("{base}/dists/{suite}")
+        };
+        let candidates = [format!("{dir}/InRelease"), format!("{dir}/Release")];
+        if let Some(path) = base
+            .strip_prefix("file://")
+            .or_else(|| base.strip_prefix("file:"))
+        {
+            let local = |c: &str| c.replacen(base, path, 1);
+            if candidates.iter().any(|c| host.files.exists(&local(c))) {
+                return Ok(());
+            }
+            bail!(
+                "the apt repository {uri} (suite {suite}) has no Release file at {}",
+                local(&candidates[1])
+            );
+        }
+        let mut last = None;
+        for candidate in &candidates {
+            match host.reachable(candidate, Duration::from_secs(15)) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no candidate URL"))
+            .context(format!(
+                "the apt repository {uri} (suite {suite}) cannot be reached"
+            )))
+    }
+
+    /// Writes key and source and updates apt's lists; when the update fails,
+    /// puts the source back as it was, so that an unreachable repository
+    /// does not break every later `apt-get update` on the host.
+    pub fn add_and_refresh(&self, host: &Host, step: &str) -> Result<Vec<String>> {
+        let path = self.sources_path();
+        let before = host.files.read(&path)?;
+        let key_before = host.files.exists(&self.key_path());
+        let done = self.apply(host)?;
+        if let Err(e) = host.apt_refresh(step, Some(&path)) {
+            match &before {
+                Some(text) => host.files.write_atomic(&path, text.as_bytes(), 0o644)?,
+                None => host.files.remove(&path)?,
+            }
+            if !key_before {
+                host.files.remove(&self.key_path())?;
+            }
+            return Err(e.context(format!("updating apt's lists with {path} (removed again)")));
         }
         Ok(done)
     }

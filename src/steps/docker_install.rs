@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use super::apt_repo::AptRepo;
 use super::{Change, Mode, Settings, State, Step, require_tool};
 use crate::host::Host;
+use crate::host::command::Cmd;
 use crate::profile::{DockerSource, Repository};
 
 pub struct DockerInstall;
@@ -65,11 +66,26 @@ impl Step for DockerInstall {
         "docker-install"
     }
 
-    fn preflight(&self, host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {
+    fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
         match (host.live, host.os.systemd) {
-            (true, true) | (false, _) => require_tool(host, "systemctl", "systemd"),
-            (true, false) => require_tool(host, "service", "init-system-helpers"),
+            (true, true) | (false, _) => require_tool(host, "systemctl", "systemd")?,
+            (true, false) => require_tool(host, "service", "init-system-helpers")?,
         }
+        let from_docker = settings.profile.docker.source == DockerSource::DockerCe;
+        if from_docker
+            && host.live
+            && mode != Mode::Verify
+            && !probe(host, settings)?.missing.is_empty()
+        {
+            if let Err(e) = repo_for(host).probe(host) {
+                if mode == Mode::Plan {
+                    host.warn(self.id(), &format!("apply will fail: {e:#}"));
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
@@ -94,14 +110,11 @@ impl Step for DockerInstall {
         let mut done = Vec::new();
         let found = probe(host, settings)?;
         if !found.missing.is_empty() {
-            let source = if settings.profile.docker.source == DockerSource::DockerCe {
-                let repo = repo_for(host);
-                done.extend(repo.apply(host)?);
-                Some(repo.sources_path())
+            if settings.profile.docker.source == DockerSource::DockerCe {
+                done.extend(repo_for(host).add_and_refresh(host, self.id())?);
             } else {
-                None
-            };
-            host.apt_refresh(self.id(), source.as_deref())?;
+                host.apt_refresh(self.id(), None)?;
+            }
             host.apt_install(self.id(), &found.missing)?;
             done.push(format!("installed {}", found.missing.join(" ")));
         }
@@ -114,7 +127,10 @@ impl Step for DockerInstall {
         if host.live && !found.running {
             host.progress("starting docker");
             host.service("docker", "start")?;
-            wait_for_pidfile(host)?;
+            wait_for_pidfile(
+                host,
+                Duration::from_secs(settings.profile.docker.verify_timeout),
+            )?;
             done.push("started the docker service".to_string());
         }
         Ok(done)
@@ -122,8 +138,8 @@ impl Step for DockerInstall {
 }
 
 /// `service docker start` can return before dockerd writes its pid file.
-fn wait_for_pidfile(host: &Host) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+fn wait_for_pidfile(host: &Host, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if host.pidfile_running(PIDFILE, "dockerd")? {
             return Ok(());
@@ -131,6 +147,39 @@ fn wait_for_pidfile(host: &Host) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     bail!(
-        "docker was started but dockerd is not running 30 s later: see `journalctl -u docker` or /var/log/docker.log"
+        "docker was started but dockerd is not running {} s later; its last words:\n{}",
+        limit.as_secs(),
+        last_log_lines(host)
     )
+}
+
+/// The end of dockerd's log: the journal under systemd, else the SysV log.
+fn last_log_lines(host: &Host) -> String {
+    let lines = if host.os.systemd {
+        host.probe(Cmd::new("journalctl").args([
+            "--unit",
+            "docker",
+            "--lines",
+            "8",
+            "--no-pager",
+            "--output",
+            "cat",
+        ]))
+        .map(|out| out.stdout)
+        .unwrap_or_default()
+    } else {
+        let log = host
+            .files
+            .read("/var/log/docker.log")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(8)..].join("\n")
+    };
+    if lines.trim().is_empty() {
+        "(nothing logged; see `journalctl -u docker` or /var/log/docker.log)".to_string()
+    } else {
+        lines
+    }
 }

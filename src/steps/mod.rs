@@ -214,8 +214,16 @@ pub fn run(
             let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
             run_step(host, settings, step.as_ref(), mode, waiting_on, reporter)
         };
+        // A step skipped because a dependency failed blocks its own
+        // dependents as a failure would.
+        let blocked = report.status == Status::Skipped
+            && report
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.ends_with(" failed"));
         match report.status {
             Status::Failed => failed.push(step.id()),
+            Status::Skipped if blocked => failed.push(step.id()),
             Status::Pending => pending.push(step.id()),
             _ => {}
         }

@@ -36,9 +36,21 @@ impl Step for RunnerInstall {
         "runner-install"
     }
 
-    fn preflight(&self, host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {
+    fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
         if host.accounts.user(ACCOUNT)?.is_none() {
             require_tool(host, "useradd", "passwd")?;
+        }
+        let installing = settings.profile.runner.install == Install::PackageRepo
+            && !host.package_installed(PACKAGE)?;
+        if installing && host.live && mode != Mode::Verify {
+            if let Err(e) = repo(settings).probe(host) {
+                let e = e.context("runner-install could not install gitlab-runner; check [runner.repository] and the network");
+                if mode != Mode::Apply {
+                    host.warn(self.id(), &format!("apply will fail: {e:#}"));
+                    return Ok(());
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -70,9 +82,7 @@ impl Step for RunnerInstall {
         if settings.profile.runner.install == Install::PackageRepo
             && !host.package_installed(PACKAGE)?
         {
-            let repo = repo(settings);
-            done.extend(repo.apply(host)?);
-            host.apt_refresh(self.id(), Some(&repo.sources_path()))?;
+            done.extend(repo(settings).add_and_refresh(host, self.id())?);
             host.apt_install(self.id(), &[PACKAGE])?;
             done.push(format!("installed package {PACKAGE}"));
         }

@@ -533,3 +533,72 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
     let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
     assert_eq!(plan.pending, 1, "no daemon: pending, {}", out.captured());
 }
+
+#[test]
+fn an_unreachable_repository_is_refused_before_any_change() {
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");
+    let before = fake.snapshot();
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    assert_eq!(
+        (counts.failed, counts.skipped),
+        (1, 7),
+        "{}",
+        out.captured()
+    );
+    assert!(
+        out.captured().contains("has no Release file"),
+        "{}",
+        out.captured()
+    );
+    assert!(fake.commands().is_empty());
+    assert_eq!(fake.snapshot(), before);
+    let (plan, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Plan,
+    );
+    assert_eq!(plan.failed, 0, "plan warns only: {}", out.captured());
+    assert!(
+        out.captured().contains("apply will fail"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn an_interrupted_dpkg_is_finished_before_installing() {
+    let fake = FakeHost::debian12();
+    fake.write(
+        "/var/lib/dpkg/status",
+        "Package: docker.io\nStatus: install ok unpacked\n\n",
+    );
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let configure = run
+        .iter()
+        .position(|c| c == "dpkg --configure -a")
+        .expect("dpkg --configure -a ran");
+    let install = run
+        .iter()
+        .position(|c| c.contains(" install "))
+        .expect("install ran");
+    assert!(configure < install, "{run:?}");
+    assert!(
+        out.captured().contains("dpkg was interrupted"),
+        "{}",
+        out.captured()
+    );
+}

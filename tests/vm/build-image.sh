@@ -32,7 +32,9 @@ cache_root=$1
 suite=bookworm
 mirror=http://deb.debian.org/debian
 include=systemd-sysv,udev,kmod,iproute2,dbus,procps
-packages="linux-image-amd64 initramfs-tools systemd-resolved cloud-init locales"
+# locales: else cloud-init's locale module fails. openssh-client: ssh-keygen,
+# else cloud-init's ssh module logs a traceback per host key type.
+packages="linux-image-amd64 initramfs-tools systemd-resolved cloud-init locales openssh-client"
 
 key=$(sha256sum "$0" | cut -c1-16)
 final=$cache_root/vm-$key
@@ -97,13 +99,17 @@ EOF
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service >>"$tmp/build.log" 2>&1
 
 # cloud-init: NoCloud only (no probing of cloud metadata services under
-# emulation), the network left to networkd above, and no SSH host keys (the
-# image has no SSH server; generating them would only log warnings).
+# emulation) and the network left to networkd above. cloud-init validates the
+# merged system and user config at boot, so this must pass its schema too
+# (else every boot logs "Invalid cloud-config provided").
 cat >"$root/etc/cloud/cloud.cfg.d/90-rp-vm-test.cfg" <<'EOF'
 datasource_list: [ NoCloud, None ]
 network: {config: disabled}
-ssh_genkeytypes: []
 EOF
+{ echo '#cloud-config'; cat "$root/etc/cloud/cloud.cfg.d/90-rp-vm-test.cfg"; } >"$root/tmp/rp-check.yaml"
+chroot "$root" cloud-init schema --config-file /tmp/rp-check.yaml >>"$tmp/build.log" 2>&1 ||
+    { tail -5 "$tmp/build.log" >&2; exit 1; }
+rm "$root/tmp/rp-check.yaml"
 
 # Timers that would run apt or disk jobs behind the tool's back.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do

@@ -291,7 +291,13 @@ fn check_cloud_init_done(results: &Results) -> Result<()> {
     let log = results.copied("/var/log/cloud-init.log");
     let problems: Vec<&str> = log
         .lines()
-        .filter(|line| line.contains(" - ERROR") || line.contains("Traceback"))
+        .filter(|line| {
+            line.contains("[ERROR]")
+                || line.contains("[CRITICAL]")
+                || line.contains("Traceback")
+                // The boot-time schema check of the merged configuration.
+                || line.contains("Invalid cloud-config provided")
+        })
         .collect();
     ensure!(
         problems.is_empty(),

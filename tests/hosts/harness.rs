@@ -200,23 +200,39 @@ impl Fixture {
     }
 }
 
-/// The stand-in gitlab-runner, built by `cargo build -p gitlab-runner-stand-in`
-/// (plain `cargo test` builds it: the workspace's default members include it).
+/// The stand-in gitlab-runner, next to the test executable. Built here with
+/// `cargo build -p gitlab-runner-stand-in` (a no-op when up to date):
+/// `cargo test` alone builds only the stand-in's test harness, not its binary.
 fn stand_in_binary() -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var("RUNNER_PROVISION_STAND_IN") {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     // target/debug/deps/hosts-HASH -> target/debug/gitlab-runner
-    let path = exe
+    let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("gitlab-runner"))
         .ok_or("no target directory above the test executable")?;
-    if !path.is_file() {
+    let target_dir = profile_dir.parent().ok_or("no target directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-q", "-p", "gitlab-runner-stand-in"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .map_err(|e| format!("running cargo build -p gitlab-runner-stand-in: {e}"))?;
+    let path = profile_dir.join("gitlab-runner");
+    if !status.success() || !path.is_file() {
         return Err(format!(
-            "{} is missing: run `cargo build -p gitlab-runner-stand-in` first \
-             (plain `cargo test` builds it)",
+            "cargo build -p gitlab-runner-stand-in ({status}) did not produce {}",
             path.display()
         ));
     }

@@ -111,7 +111,6 @@ pub fn tier() -> Option<Tier> {
         if std::env::var("RUNNER_PROVISION_REQUIRE_HOSTS").as_deref() == Ok("1") {
             panic!("RUNNER_PROVISION_REQUIRE_HOSTS=1 but the real-host tier cannot run: {reason}");
         }
-        println!("skipped: {reason}");
         eprintln!("skipped: {reason}");
         return None;
     }

@@ -332,7 +332,7 @@ pub fn dpkg_lock_held() {
     }
     let held_since = Instant::now();
     // The lock really is held: apt refuses at once without a timeout.
-    let probe = host.sh("apt-get install -y -o DPkg::Lock::Timeout=0 docker.io");
+    let probe = host.sh("apt-get -o DPkg::Lock::Timeout=0 check");
     assert!(
         !probe.status.success() && probe.stderr.contains("lock"),
         "the setup does not hold the dpkg lock\n{}",
@@ -345,6 +345,14 @@ pub fn dpkg_lock_held() {
     assert!(
         waited >= Duration::from_secs(19),
         "apply finished after {waited:?}, before the lock was released: did it wait?"
+    );
+    // The first apt operation (runner-install) is the one that waits; on its
+    // own it takes a second or two.
+    let first_apt_ms = duration_ms(&applied, "runner-install");
+    assert!(
+        first_apt_ms >= 15_000,
+        "runner-install took {first_apt_ms} ms: it did not wait for the lock\n{}",
+        applied.transcript()
     );
     let said = format!("{}{}", applied.stdout, applied.stderr).to_lowercase();
     assert!(

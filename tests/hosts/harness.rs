@@ -733,14 +733,15 @@ impl Container {
         self.snapshot(MANAGED)
     }
 
-    /// Runs `argv` in the container, streaming its stdout lines to `on_line`
-    /// until it returns true; then kills the whole process tree (SIGKILL).
+    /// Runs the tool in the container, streaming its stdout lines (and the
+    /// pid of the run's top process) to `on_line` until it returns true;
+    /// then kills the whole process tree (SIGKILL).
     /// Returns the lines seen and whether the kill happened.
     pub fn kill_tool_when(
         &self,
         args: &[&str],
         token: Option<&str>,
-        mut on_line: impl FnMut(&str) -> bool,
+        mut on_line: impl FnMut(&str, u32) -> bool,
     ) -> (Vec<String>, bool) {
         let mut child = self
             .tool_command(args, token)
@@ -753,7 +754,7 @@ impl Container {
         let mut killed = false;
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap_or_default();
-            let stop = on_line(&line);
+            let stop = on_line(&line, child.id());
             lines.push(line);
             if stop {
                 kill_tree(child.id());
@@ -812,10 +813,20 @@ pub fn kill_tree(pid: u32) {
     // Stop them first so none can fork or reap while the list is taken.
     let pids = descendants(pid);
     let ids: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let _ = Command::new("kill").arg("-STOP").args(&ids).status();
+    // Some may exit between listing and signalling: kill's complaints about
+    // those are noise.
+    let _ = Command::new("kill")
+        .arg("-STOP")
+        .args(&ids)
+        .stderr(Stdio::null())
+        .status();
     let pids = descendants(pid);
     let ids: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let _ = Command::new("kill").arg("-KILL").args(&ids).status();
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(&ids)
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Container {

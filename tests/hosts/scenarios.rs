@@ -643,14 +643,25 @@ pub fn interrupted_apply() {
     let host = tier.boot("rp-interrupted");
     let args = ["--output", "json", "apply"];
 
-    // During registration.
-    let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line| {
-        let hit = line.contains("\"step_started\"") && line.contains("\"runner-register\"");
-        if hit {
-            thread::sleep(Duration::from_millis(150));
+    // During registration: as soon as `gitlab-runner register` runs (it is
+    // quick: if it is never caught, the kill lands 3 s into the step).
+    let mut caught_register = false;
+    let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line, top| {
+        if !(line.contains("\"step_started\"") && line.contains("\"runner-register\"")) {
+            return false;
         }
-        hit
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && !caught_register {
+            caught_register = descendants(top)
+                .into_iter()
+                .any(|pid| comm(pid) == "gitlab-runner");
+        }
+        true
     });
+    eprintln!(
+        "[{}] killed while gitlab-runner register ran: {caught_register}",
+        host.name
+    );
     assert!(
         killed,
         "runner-register never started:\n{}",
@@ -719,7 +730,7 @@ pub fn interrupted_apply() {
     assert_not_torn(&host, "killed during apt");
 
     // As docker-driver starts (config.toml and daemon.json writes).
-    let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line| {
+    let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line, _| {
         line.contains("\"step_started\"") && line.contains("\"docker-driver\"")
     });
     assert!(

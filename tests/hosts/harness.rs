@@ -141,6 +141,7 @@ fn missing_prerequisite() -> Option<String> {
         ("nsenter", "util-linux"),
         ("flock", "util-linux"),
         ("dpkg-deb", "dpkg"),
+        ("kill", "procps"),
     ] {
         if which::which_in(tool, Some(&search), "/").is_err() {
             return Some(format!("{tool} not found (apt-get install {package})"));

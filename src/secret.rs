@@ -109,15 +109,15 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_token() {
-        let token = Token::new("glrt-abcdefghijklmnop").expect("valid");
+        let token = Token::new("glrt-abc.defghijklmnop").expect("valid");
         assert_eq!(format!("{token:?}"), "Token([redacted])");
     }
 
     #[test]
     fn token_is_trimmed_and_classified() {
-        let token = Token::new("  glrt-abcdefghijklmnop\n").expect("valid");
+        let token = Token::new("  glrt-abc.defghijklmnop\n").expect("valid");
         assert!(token.is_authentication_token());
-        assert_eq!(token.expose(), "glrt-abcdefghijklmnop");
+        assert_eq!(token.expose(), "glrt-abc.defghijklmnop");
         let legacy = Token::new("GR1348941abcdefghij").expect("valid");
         assert!(!legacy.is_authentication_token());
     }
@@ -135,8 +135,8 @@ mod tests {
     fn redactor_replaces_every_occurrence_in_every_clone() {
         let redactor = Redactor::default();
         let clone = redactor.clone();
-        redactor.add("glrt-abcdefghijklmnop");
-        let text = "token glrt-abcdefghijklmnop and again glrt-abcdefghijklmnop.";
+        redactor.add("glrt-abc.defghijklmnop");
+        let text = "token glrt-abc.defghijklmnop and again glrt-abc.defghijklmnop.";
         assert_eq!(clone.redact(text), "token [redacted] and again [redacted].");
     }
 

@@ -308,7 +308,7 @@ shutdown_timeout = 0
   name = "build-1"
   url = "https://gitlab.example.com/"
   id = 4711
-  token = "glrt-t1_SECRETSECRETSECRET"
+  token = "glrt-t1.SECRETSECRETSECRET"
   token_obtained_at = 2025-01-15T09:30:00Z
   token_expires_at = 0001-01-01T00:00:00Z
   executor = "shell"
@@ -324,7 +324,7 @@ shutdown_timeout = 0
   name = "build-2"
   url = "https://gitlab.example.com"
   id = 4712
-  token = "glrt-t2_SECRETSECRETSECRET"
+  token = "glrt-t2.SECRETSECRETSECRET"
   token_obtained_at = 2025-01-15T09:31:00Z
   token_expires_at = 0001-01-01T00:00:00Z
   executor = "shell"
@@ -503,7 +503,7 @@ shutdown_timeout = 0
     #[test]
     fn toml_errors_do_not_quote_the_file() {
         let broken =
-            REGISTERED.replace("glrt-t1_SECRETSECRETSECRET\"", "glrt-t1_SECRETSECRETSECRET");
+            REGISTERED.replace("glrt-t1.SECRETSECRETSECRET\"", "glrt-t1.SECRETSECRETSECRET");
         for message in [
             err(set_env(&broken, "DOCKER_DRIVER", "overlay2")).to_string(),
             err(runners(&broken)).to_string(),

@@ -10,7 +10,7 @@ use crate::steps::Settings;
 use crate::testing::FakeHost;
 
 const LEGACY: &str = "GR1348941legacyTokenValue42";
-const AUTH: &str = "glrt-authTokenValue0123456789";
+const AUTH: &str = "glrt-auth.TokenValue0123456789";
 
 fn only(id: &str) -> Selection {
     Selection {
@@ -162,7 +162,7 @@ fn malformed_config_toml_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     fake.write(
         "/etc/gitlab-runner/config.toml",
-        "concurrent = 1\n[[runners]\n  token = \"glrt-secretInBrokenFile\"\n",
+        "concurrent = 1\n[[runners]\n  token = \"glrt-secret.InBrokenFile\"\n",
     );
     let before = fake.snapshot();
     let settings = fake.settings(Some(LEGACY));
@@ -180,7 +180,7 @@ fn malformed_config_toml_is_refused_before_any_change() {
         text.contains("/etc/gitlab-runner/config.toml is malformed"),
         "{text}"
     );
-    assert!(!text.contains("glrt-secretInBrokenFile"), "{text}");
+    assert!(!text.contains("glrt-secret.InBrokenFile"), "{text}");
 }
 
 #[test]

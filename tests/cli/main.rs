@@ -56,7 +56,7 @@ fn apply_converges_and_a_second_apply_changes_nothing() {
 
 #[test]
 fn the_token_appears_nowhere_the_binary_writes() {
-    for token in [LEGACY, "glrt-tier2AuthTokenValue987654"] {
+    for token in [LEGACY, "glrt-tier2.AuthTokenValue987654"] {
         let tree = FakeRoot::debian12();
         for format in ["json", "human"] {
             let out = tree.apply(&["--output", format, "-v"], Some(token));
@@ -131,7 +131,7 @@ fn malformed_config_toml_is_an_error_and_never_rewritten() {
     let tree = FakeRoot::debian12();
     tree.write(
         "etc/gitlab-runner/config.toml",
-        "concurrent = 1\n[[runners]\n token = \"glrt-inBrokenFile1234\"\n",
+        "concurrent = 1\n[[runners]\n token = \"glrt-in.BrokenFile1234\"\n",
     );
     let before = tree.snapshot();
     let out = tree.apply(&[], Some(LEGACY));
@@ -142,7 +142,7 @@ fn malformed_config_toml_is_an_error_and_never_rewritten() {
         "{out}"
     );
     assert!(out.stdout.contains("fix or remove the file"), "{out}");
-    assert!(!out.stdout.contains("glrt-inBrokenFile1234"), "{out}");
+    assert!(!out.stdout.contains("glrt-in.BrokenFile1234"), "{out}");
     assert_eq!(tree.snapshot(), before);
     assert!(tree.log().is_empty());
 }

@@ -204,6 +204,8 @@ pub fn run(
                 Duration::ZERO,
             )
         } else if let Some(dep) = step.needs().iter().find(|d| failed.contains(d)) {
+            // Skipped for a failed dependency: blocks its own dependents too.
+            failed.push(step.id());
             report(
                 step.id(),
                 Status::Skipped,
@@ -214,16 +216,8 @@ pub fn run(
             let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
             run_step(host, settings, step.as_ref(), mode, waiting_on, reporter)
         };
-        // A step skipped because a dependency failed blocks its own
-        // dependents as a failure would.
-        let blocked = report.status == Status::Skipped
-            && report
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.ends_with(" failed"));
         match report.status {
             Status::Failed => failed.push(step.id()),
-            Status::Skipped if blocked => failed.push(step.id()),
             Status::Pending => pending.push(step.id()),
             _ => {}
         }
@@ -243,7 +237,7 @@ fn run_preflight(
 ) -> StepReport {
     reporter.step_started("preflight");
     let started = Instant::now();
-    let result = preflight_checks(host, settings).and_then(|()| {
+    let result = preflight_checks(host, settings, mode).and_then(|()| {
         steps
             .iter()
             .try_for_each(|step| step.preflight(host, settings, mode))
@@ -259,10 +253,18 @@ fn run_preflight(
     }
 }
 
-/// Root, OS, kernel and tools: refuses before any change.
-fn preflight_checks(host: &Host, settings: &Settings) -> Result<()> {
+/// Root, OS, kernel and tools: refuses before any change. Reading needs no
+/// root, so `plan` and `verify` only warn (a root-only file they cannot read
+/// is then an error of its own).
+fn preflight_checks(host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
     if host.live && !nix::unistd::geteuid().is_root() {
-        return Err(crate::Error::NotRoot.into());
+        if mode == Mode::Apply {
+            return Err(crate::Error::NotRoot.into());
+        }
+        host.warn(
+            "preflight",
+            "not running as root: apply will refuse, and root-only files cannot be read",
+        );
     }
     settings.profile.validate()?;
     host.os

@@ -41,18 +41,12 @@ fn fakebin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/fakebin")
 }
 
-/// The stand-in gitlab-runner, built by `cargo test` at the workspace top
-/// next to this test's own executable.
+/// The stand-in gitlab-runner, built once per test process.
 fn stand_in() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join("gitlab-runner");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test` at the workspace top, or `cargo build -p gitlab-runner-stand-in`",
-        path.display()
-    );
-    path
+    static PATH: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PATH.get_or_init(crate::stand_in::stand_in_binary)
+        .clone()
+        .expect("the stand-in gitlab-runner")
 }
 
 pub fn run_program(program: &str, args: &[String], env: &[(&str, &str)]) -> Out {

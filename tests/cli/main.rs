@@ -7,6 +7,8 @@
 //! hands `gitlab-runner` to the stand-in executable from tests/stand-in.
 
 mod fake_root;
+#[path = "../support/stand_in.rs"]
+mod stand_in;
 
 use fake_root::{FakeRoot, LEGACY, run_binary};
 

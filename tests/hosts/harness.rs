@@ -172,7 +172,7 @@ impl Fixture {
         );
 
         let tool = PathBuf::from(env!("CARGO_BIN_EXE_runner-provision"));
-        let stand_in = stand_in_binary()?;
+        let stand_in = crate::stand_in::stand_in_binary()?;
         fs::create_dir_all(WORK_ROOT).map_err(|e| format!("creating {WORK_ROOT}: {e}"))?;
         remove_stale_runs();
         let run_dir = Path::new(WORK_ROOT).join(format!("run-{}", std::process::id()));
@@ -198,45 +198,6 @@ impl Fixture {
             tool,
         })
     }
-}
-
-/// The stand-in gitlab-runner, next to the test executable. Built here with
-/// `cargo build -p gitlab-runner-stand-in` (a no-op when up to date):
-/// `cargo test` alone builds only the stand-in's test harness, not its binary.
-fn stand_in_binary() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("RUNNER_PROVISION_STAND_IN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // target/debug/deps/hosts-HASH -> target/debug/gitlab-runner
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("no target directory above the test executable")?;
-    let target_dir = profile_dir.parent().ok_or("no target directory")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-q", "-p", "gitlab-runner-stand-in"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .map_err(|e| format!("running cargo build -p gitlab-runner-stand-in: {e}"))?;
-    let path = profile_dir.join("gitlab-runner");
-    if !status.success() || !path.is_file() {
-        return Err(format!(
-            "cargo build -p gitlab-runner-stand-in ({status}) did not produce {}",
-            path.display()
-        ));
-    }
-    Ok(path)
 }
 
 /// Removes run directories of test processes that are gone.

@@ -11,6 +11,8 @@
 mod checks;
 mod harness;
 mod scenarios;
+#[path = "../support/stand_in.rs"]
+mod stand_in;
 
 /// A legacy registration token (not `glrt-`): registered with the
 /// `--registration-token` flow, the token in env REGISTRATION_TOKEN.

@@ -145,6 +145,9 @@ run runner-provision-stat stat -c '%a %U:%G %s' /usr/local/bin/runner-provision
 run per-boot-stat stat -c '%a %U:%G' /var/lib/cloud/scripts/per-boot/runner-provision
 run token-file-stat stat -c '%a %U:%G' /run/runner-provision/token
 run profile cat /etc/runner-provision/profile.toml
+# The tool's own read-only views of the converged host.
+run rp-verify /usr/local/bin/runner-provision --profile /etc/runner-provision/profile.toml verify
+run rp-plan /usr/local/bin/runner-provision --profile /etc/runner-provision/profile.toml plan --detailed-exitcode
 run boots journalctl --list-boots --no-pager
 run cloud-final-journal journalctl -b -u cloud-final.service --no-pager -o cat
 # Every place the token must not reach, copied whole for the test to search.

@@ -386,6 +386,19 @@ fn check_host_converged(results: &Results) -> Result<()> {
         installed.starts_with("755 root:root "),
         "/usr/local/bin/runner-provision: {installed}"
     );
+    // The tool agrees, read-only: healthy, and nothing left to change.
+    ensure!(
+        results.rc("rp-verify") == 0,
+        "runner-provision verify in the guest (exit {}):\n{}",
+        results.rc("rp-verify"),
+        results.out("rp-verify")
+    );
+    ensure!(
+        results.rc("rp-plan") == 0,
+        "runner-provision plan --detailed-exitcode in the guest (exit {}, 2 = changes pending):\n{}",
+        results.rc("rp-plan"),
+        results.out("rp-plan")
+    );
     ensure!(
         results.rc("token-file-stat") != 0,
         "the token file is still there: /run/runner-provision/token {}",

@@ -92,8 +92,8 @@ fn provision_and_reboot(work: &Path) -> Result<String> {
         disk: &disk,
         payload: &payload,
         seed: &seed,
-        results: Box::leak(work.join(format!("results{n}.img")).into_boxed_path()),
-        serial: Box::leak(work.join(format!("serial{n}.log")).into_boxed_path()),
+        results: work.join(format!("results{n}.img")),
+        serial: work.join(format!("serial{n}.log")),
         kernel_args,
         timeout,
     };
@@ -105,7 +105,7 @@ fn provision_and_reboot(work: &Path) -> Result<String> {
     timings.push(format!("first boot {:.0} s", took.as_secs_f64()));
     let results = first.results_into(&work.join("results1"))?;
     check_first_boot(&results)?;
-    check_token_absent(&results, first.serial, &needles)?;
+    check_token_absent(&results, &first.serial, &needles)?;
 
     // Boot 2: the image's rp-poweroff.service ends it once cloud-init is done.
     let second = boot(2, "rp.poweroff", SECOND_BOOT_TIMEOUT);
@@ -114,7 +114,7 @@ fn provision_and_reboot(work: &Path) -> Result<String> {
     timings.push(format!("second boot {:.0} s", took.as_secs_f64()));
     let results = second.results_into(&work.join("results2"))?;
     check_second_boot(&results)?;
-    check_token_absent(&results, second.serial, &needles)?;
+    check_token_absent(&results, &second.serial, &needles)?;
 
     Ok(timings.join(", "))
 }

@@ -64,9 +64,9 @@ pub struct Boot<'a> {
     pub payload: &'a Path,
     pub seed: &'a Path,
     /// Created empty here; the guest writes a tar archive to it at shutdown.
-    pub results: &'a Path,
+    pub results: PathBuf,
     /// Everything the guest printed on its serial console.
-    pub serial: &'a Path,
+    pub serial: PathBuf,
     /// Extra kernel command line words (e.g. `rp.poweroff`).
     pub kernel_args: &'a str,
     pub timeout: Duration,
@@ -75,7 +75,7 @@ pub struct Boot<'a> {
 impl Boot<'_> {
     /// Boots and waits until the guest powers itself off; returns how long it ran.
     pub fn run(&self) -> Result<Duration> {
-        create_sparse(self.results, 256 << 20)?;
+        create_sparse(&self.results, 256 << 20)?;
         let drive = |path: &Path, extra: &str| -> std::ffi::OsString {
             let mut arg = std::ffi::OsString::from("file=");
             arg.push(path);
@@ -83,7 +83,7 @@ impl Boot<'_> {
             arg
         };
         let mut serial = std::ffi::OsString::from("file:");
-        serial.push(self.serial);
+        serial.push(&self.serial);
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args([
@@ -115,7 +115,7 @@ impl Boot<'_> {
             .arg("-drive")
             .arg(drive(self.seed, ",if=virtio,format=raw,readonly=on"))
             .arg("-drive")
-            .arg(drive(self.results, ",if=none,format=raw,id=results"))
+            .arg(drive(&self.results, ",if=none,format=raw,id=results"))
             .args(["-device", "virtio-blk-pci,drive=results,serial=rp-results"])
             .args([
                 "-netdev",
@@ -140,7 +140,7 @@ impl Boot<'_> {
                 bail!(
                     "the guest did not power off within {:?}; its console ends with:\n{}",
                     self.timeout,
-                    tail(self.serial, 40)
+                    tail(&self.serial, 40)
                 );
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -162,13 +162,13 @@ impl Boot<'_> {
         fs::create_dir_all(dir)?;
         run(Command::new("tar")
             .arg("-xf")
-            .arg(self.results)
+            .arg(&self.results)
             .arg("-C")
             .arg(dir))
         .with_context(|| {
             format!(
                 "no results from the guest (rp-results.service did not run?); its console ends with:\n{}",
-                tail(self.serial, 40)
+                tail(&self.serial, 40)
             )
         })?;
         ensure!(

@@ -141,28 +141,9 @@ fn build_payload(work: &Path, image: &Path) -> Result<()> {
     qemu::ext4_from_dir(image, "rp-payload", &dir, size)
 }
 
-/// The stand-in gitlab-runner next to the tool binary, built when missing
-/// (`cargo test --test vm` builds only this package's binaries).
+/// The stand-in gitlab-runner, built (or rebuilt when stale) for this run.
 fn stand_in_binary() -> Result<PathBuf> {
-    let dir = tool_binary()
-        .parent()
-        .context("the tool binary has no directory")?
-        .to_path_buf();
-    let stand_in = dir.join("gitlab-runner");
-    if !stand_in.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        qemu::run(
-            Command::new(cargo)
-                .args(["build", "-p", "gitlab-runner-stand-in"])
-                .current_dir(repo()),
-        )?;
-    }
-    ensure!(
-        stand_in.is_file(),
-        "{} missing after building the stand-in",
-        stand_in.display()
-    );
-    Ok(stand_in)
+    crate::stand_in::stand_in_binary().map_err(anyhow::Error::msg)
 }
 
 /// A legacy registration token, new for every run so that nothing left from

@@ -17,4 +17,6 @@ mod cloud_init;
 mod prerequisites;
 mod qemu;
 mod secret;
+#[path = "../support/stand_in.rs"]
+mod stand_in;
 mod vagrantfile;

@@ -381,6 +381,9 @@ mod tests {
         );
         std::os::unix::fs::symlink("instances/i-1", fake.root().join("var/lib/cloud/instance"))
             .expect("symlink");
+        let pickle = fake.root().join("var/lib/cloud/instances/i-1/obj.pkl");
+        let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o400);
+        std::fs::set_permissions(&pickle, read_only).expect("chmod");
         let host = fake.host(fake.reporter(crate::report::Format::Json));
 
         let cleaned = forget_token(&host, None, None).expect("forget");
@@ -399,6 +402,12 @@ mod tests {
             fake.read("/var/lib/cloud/instances/i-1/obj.pkl").len(),
             token.len() + 8,
             "length kept"
+        );
+        let mode = std::fs::metadata(&pickle).expect("stat").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o400,
+            "mode kept"
         );
         assert_eq!(
             forget_token(&host, None, None).expect("again"),

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::secret::Redactor;
+use crate::steps::Mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -241,7 +242,7 @@ impl Reporter {
         }
     }
 
-    pub fn summary(&self, counts: &Counts, duration: Duration, planning: bool) {
+    pub fn summary(&self, counts: &Counts, duration: Duration, mode: Mode) {
         match self.format {
             Format::Json => {
                 let mut value = json!({
@@ -252,19 +253,21 @@ impl Reporter {
                     "failed": counts.failed,
                     "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                 });
-                if planning {
+                if mode == Mode::Plan {
                     value["pending"] = json!(counts.pending);
                 }
                 self.event(value);
             }
             Format::Human => {
-                let middle = if planning {
-                    format!("{} pending", counts.pending)
-                } else {
-                    format!("{} changed", counts.changed)
+                // Each command counts what it can do: apply changes, plan
+                // finds pending changes, verify only judges.
+                let middle = match mode {
+                    Mode::Apply => format!(" {} changed,", counts.changed),
+                    Mode::Plan => format!(" {} pending,", counts.pending),
+                    Mode::Verify => String::new(),
                 };
                 self.line(&format!(
-                    "summary: {} ok, {middle}, {} skipped, {} failed ({:.1}s)",
+                    "summary: {} ok,{middle} {} skipped, {} failed ({:.1}s)",
                     counts.ok,
                     counts.skipped,
                     counts.failed,

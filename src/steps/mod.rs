@@ -224,7 +224,7 @@ pub fn run(
         counts.add(report.status);
         reporter.step_finished(event, &report);
     }
-    reporter.summary(&counts, started.elapsed(), mode == Mode::Plan);
+    reporter.summary(&counts, started.elapsed(), mode);
     counts
 }
 

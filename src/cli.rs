@@ -308,7 +308,42 @@ impl SelectionArgs {
     }
 }
 
+/// What `apply`, `plan` and `verify` share before their steps run: the
+/// resolved settings and selection, the output and the host.
+struct Run {
+    settings: Settings,
+    selection: Selection,
+    reporter: Arc<Reporter>,
+    host: Host,
+}
+
+impl Run {
+    fn steps(&self, mode: Mode) -> crate::report::Counts {
+        steps::run(
+            &self.host,
+            &self.settings,
+            &self.selection,
+            mode,
+            &self.reporter,
+        )
+    }
+}
+
 impl Global {
+    /// Resolves everything a run needs; bad input fails here, before any change.
+    fn prepare(&self, settings: &SettingsArgs, selection: &SelectionArgs) -> Result<Run> {
+        let settings = settings.resolve(self)?;
+        let selection = selection.resolve()?;
+        let reporter = self.reporter();
+        let host = self.host(reporter.clone())?;
+        Ok(Run {
+            settings,
+            selection,
+            reporter,
+            host,
+        })
+    }
+
     fn reporter(&self) -> Arc<Reporter> {
         Arc::new(Reporter::new(
             self.output,
@@ -347,15 +382,12 @@ impl Global {
 
 impl ApplyArgs {
     fn run(self, global: &Global) -> Result<u8> {
-        let settings = self.settings.resolve(global)?;
-        let selection = self.selection.resolve()?;
-        let reporter = global.reporter();
-        let host = global.host(reporter.clone())?;
+        let run = global.prepare(&self.settings, &self.selection)?;
         let interactive = global.output == Format::Human
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal();
         if interactive && !self.yes {
-            let planned = steps::run(&host, &settings, &selection, Mode::Plan, &reporter);
+            let planned = run.steps(Mode::Plan);
             if planned.failed > 0 {
                 return Ok(1);
             }
@@ -367,11 +399,14 @@ impl ApplyArgs {
                 return Ok(1);
             }
         }
-        let counts = steps::run(&host, &settings, &selection, Mode::Apply, &reporter);
+        let counts = run.steps(Mode::Apply);
         if self.forget_token {
             let token_file = self.settings.token_file.as_deref();
-            for file in cloud_init::forget_token(&host, settings.token.as_ref(), token_file)? {
-                reporter.warning(None, &format!("overwrote the runner token in {file}"));
+            for file in
+                cloud_init::forget_token(&run.host, run.settings.token.as_ref(), token_file)?
+            {
+                run.reporter
+                    .warning(None, &format!("overwrote the runner token in {file}"));
             }
         }
         Ok(if counts.failed > 0 { 1 } else { 0 })
@@ -390,11 +425,9 @@ fn confirm(question: &str) -> Result<bool> {
 
 impl PlanArgs {
     fn run(self, global: &Global) -> Result<u8> {
-        let settings = self.settings.resolve(global)?;
-        let selection = self.selection.resolve()?;
-        let reporter = global.reporter();
-        let host = global.host(reporter.clone())?;
-        let counts = steps::run(&host, &settings, &selection, Mode::Plan, &reporter);
+        let counts = global
+            .prepare(&self.settings, &self.selection)?
+            .steps(Mode::Plan);
         Ok(
             match (
                 counts.failed > 0,
@@ -411,11 +444,9 @@ impl PlanArgs {
 
 impl VerifyArgs {
     fn run(self, global: &Global) -> Result<u8> {
-        let settings = self.settings.resolve(global)?;
-        let selection = self.selection.resolve()?;
-        let reporter = global.reporter();
-        let host = global.host(reporter.clone())?;
-        let counts = steps::run(&host, &settings, &selection, Mode::Verify, &reporter);
+        let counts = global
+            .prepare(&self.settings, &self.selection)?
+            .steps(Mode::Verify);
         Ok(if counts.failed > 0 { 1 } else { 0 })
     }
 }

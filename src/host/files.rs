@@ -6,22 +6,67 @@
 //! SIGKILL sees the old file or the new one, never half of one; the temporary
 //! file is removed if the write fails before the rename.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result};
 
 /// The host's filesystem as seen from `root` (`/` on a live host).
+///
+/// Text read from /etc and /var/lib is kept, so that the steps' preflight,
+/// check and re-check read each file once per run. The copy is dropped when
+/// this module writes or removes the file, and all copies are dropped
+/// whenever a command runs ([`Files::forget`]), since a command may change
+/// anything. Live state (/proc, /sys, /run) is never kept.
 #[derive(Clone, Debug)]
 pub struct Files {
     root: PathBuf,
+    cache: Rc<RefCell<HashMap<String, Option<Rc<String>>>>>,
 }
 
 impl Files {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            cache: Rc::default(),
+        }
+    }
+
+    fn cacheable(path: &str) -> bool {
+        path.starts_with("/etc/") || path.starts_with("/var/lib/")
+    }
+
+    /// Drops every kept copy (a command ran).
+    pub fn forget(&self) {
+        self.cache.borrow_mut().clear();
+    }
+
+    /// The file's text, shared with the cache: for large files read often
+    /// (dpkg's status).
+    pub fn read_shared(&self, path: &str) -> Result<Option<Rc<String>>> {
+        if let Some(kept) = self.cache.borrow().get(path) {
+            return Ok(kept.clone());
+        }
+        let text = match fs::read(self.resolve(path)) {
+            Ok(bytes) => {
+                Some(Rc::new(String::from_utf8(bytes).with_context(|| {
+                    format!("reading {path}: not UTF-8 text")
+                })?))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+        };
+        if Self::cacheable(path) {
+            self.cache
+                .borrow_mut()
+                .insert(path.to_string(), text.clone());
+        }
+        Ok(text)
     }
 
     /// `path` (absolute, as on the host) resolved under the root.
@@ -41,13 +86,9 @@ impl Files {
     /// (permissions, not UTF-8) is an error: state that cannot be read is
     /// never assumed.
     pub fn read(&self, path: &str) -> Result<Option<String>> {
-        match fs::read(self.resolve(path)) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map(Some)
-                .with_context(|| format!("reading {path}: not UTF-8 text")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {path}")),
-        }
+        Ok(self
+            .read_shared(path)?
+            .map(|text| text.as_str().to_string()))
     }
 
     /// Like [`Files::read`] for files that may hold binary data.
@@ -101,6 +142,7 @@ impl Files {
     /// Replaces `path` with `content` atomically. An existing file keeps its
     /// mode and owner; a new one gets `new_mode` and root's ownership.
     pub fn write_atomic(&self, path: &str, content: &[u8], new_mode: u32) -> Result<()> {
+        self.cache.borrow_mut().remove(path);
         let full = self.resolve(path);
         let dir = full
             .parent()
@@ -173,6 +215,7 @@ impl Files {
 
     /// Removes a file; a missing file is fine.
     pub fn remove(&self, path: &str) -> Result<()> {
+        self.cache.borrow_mut().remove(path);
         match fs::remove_file(self.resolve(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -269,6 +312,7 @@ mod tests {
         let files = Files::new(dir.path());
         assert_eq!(files.read("/etc/modules").expect("read"), None);
         fs::create_dir_all(files.resolve("/etc/modules")).expect("mkdir");
+        files.forget();
         assert!(
             files.read("/etc/modules").is_err(),
             "a folder where a file should be is an error"
@@ -300,6 +344,52 @@ mod tests {
                 ".other.toml.abc123.tmp",
                 "config.toml"
             ]
+        );
+    }
+
+    #[test]
+    fn text_is_read_once_until_a_write_or_a_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path());
+        files.create_dir("/etc", 0o755).expect("mkdir");
+        files
+            .write_atomic("/etc/group", b"docker:x:998:\n", 0o644)
+            .expect("write");
+        assert_eq!(
+            files.read("/etc/group").expect("read").as_deref(),
+            Some("docker:x:998:\n")
+        );
+        // Changed behind its back (as a command would): the kept copy stands...
+        fs::write(files.resolve("/etc/group"), "docker:x:998:gitlab-runner\n").expect("write");
+        assert_eq!(
+            files.read("/etc/group").expect("read").as_deref(),
+            Some("docker:x:998:\n")
+        );
+        // ...until a command runs (Host::run calls forget).
+        files.forget();
+        assert_eq!(
+            files.read("/etc/group").expect("read").as_deref(),
+            Some("docker:x:998:gitlab-runner\n")
+        );
+        // Its own writes are seen at once.
+        files
+            .write_atomic("/etc/group", b"new\n", 0o644)
+            .expect("write");
+        assert_eq!(
+            files.read("/etc/group").expect("read").as_deref(),
+            Some("new\n")
+        );
+        // Live state is never kept.
+        files.create_dir("/run", 0o755).expect("mkdir");
+        fs::write(files.resolve("/run/docker.pid"), "1\n").expect("write");
+        assert_eq!(
+            files.read("/run/docker.pid").expect("read").as_deref(),
+            Some("1\n")
+        );
+        fs::write(files.resolve("/run/docker.pid"), "2\n").expect("write");
+        assert_eq!(
+            files.read("/run/docker.pid").expect("read").as_deref(),
+            Some("2\n")
         );
     }
 }

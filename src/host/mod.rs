@@ -9,7 +9,6 @@ pub mod os;
 pub mod packages;
 pub mod services;
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +31,6 @@ pub struct Host {
     commands: Commands,
     reporter: Arc<Reporter>,
     redactor: Redactor,
-    /// /var/lib/dpkg/status, read once and dropped when apt changes it.
-    dpkg_status: RefCell<Option<String>>,
 }
 
 impl Host {
@@ -58,17 +55,18 @@ impl Host {
             commands: Commands::new(runner, redactor.clone(), chroot, verbose),
             reporter,
             redactor,
-            dpkg_status: RefCell::new(None),
         })
     }
 
     /// Runs a command; non-zero exit is an error with argv, status and stderr.
     pub fn run(&self, cmd: Cmd) -> Result<Output, CommandError> {
+        self.files.forget();
         self.commands.run(cmd)
     }
 
     /// Runs a command whose exit status is an answer, not a failure.
     pub fn probe(&self, cmd: Cmd) -> Result<Output, CommandError> {
+        self.files.forget();
         self.commands.run_unchecked(cmd)
     }
 

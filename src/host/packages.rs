@@ -22,16 +22,10 @@ const LOCKS: &[&str] = &["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
 impl Host {
     /// Is `package` installed (dpkg status `install ok installed`)?
     pub fn package_installed(&self, package: &str) -> Result<bool> {
-        let mut cache = self.dpkg_status.borrow_mut();
-        if cache.is_none() {
-            let text = self.files.read("/var/lib/dpkg/status")?.ok_or_else(|| {
-                anyhow::anyhow!("/var/lib/dpkg/status is missing: this does not look like a Debian or Ubuntu system")
-            })?;
-            *cache = Some(text);
-        }
-        Ok(cache
-            .as_deref()
-            .is_some_and(|text| dpkg_status::installed(text, package)))
+        let text = self.files.read_shared("/var/lib/dpkg/status")?.ok_or_else(|| {
+            anyhow::anyhow!("/var/lib/dpkg/status is missing: this does not look like a Debian or Ubuntu system")
+        })?;
+        Ok(dpkg_status::installed(&text, package))
     }
 
     /// `apt-get update`, for one sources file only when `source` is given (a
@@ -96,9 +90,8 @@ impl Host {
                 "-o=Dpkg::Options::=--force-confold",
             ])
             .args(packages.iter().copied());
-        let result = self.run(cmd).map(drop);
-        self.dpkg_status.borrow_mut().take();
-        Ok(result?)
+        self.run(cmd)?;
+        Ok(())
     }
 
     /// A dpkg run killed half-way (a reboot or SIGKILL during a first boot)
@@ -120,7 +113,6 @@ impl Host {
                     .args(["--configure", "-a"])
                     .env("DEBIAN_FRONTEND", "noninteractive"),
             )?;
-            self.dpkg_status.borrow_mut().take();
         }
         Ok(())
     }

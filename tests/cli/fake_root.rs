@@ -2,9 +2,10 @@
 //! the binary on it.
 
 use std::fmt;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub const LEGACY: &str = "GR1348941tier2LegacyToken";
 
@@ -50,14 +51,33 @@ fn stand_in() -> PathBuf {
 }
 
 pub fn run_program(program: &str, args: &[String], env: &[(&str, &str)]) -> Out {
+    run_with_input(program, args, env, None)
+}
+
+/// Runs `program`, writing `input` to its standard input when given.
+pub fn run_with_input(
+    program: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    input: Option<&str>,
+) -> Out {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("RUNNER_TOKEN")
-        .env_remove("RUNNER_PROVISION_PROFILE");
+        .env_remove("RUNNER_PROVISION_PROFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run");
+    let mut child = cmd.spawn().expect("run");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -161,37 +181,66 @@ impl FakeRoot {
         path
     }
 
-    /// Runs the binary with `--root` on this tree and the fake chroot on PATH.
-    pub fn run(&self, args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Out {
-        let profile = self.profile().display().to_string();
-        let mut all = vec![
+    /// The binary's argv and environment for `args` on this tree, with the
+    /// fake chroot first on PATH.
+    fn invocation(
+        &self,
+        args: &[&str],
+        token: Option<&str>,
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        let mut argv = vec![
             "--root".to_string(),
             self.path().display().to_string(),
             "--profile".to_string(),
-            profile,
+            self.profile().display().to_string(),
         ];
-        all.extend(args.iter().map(|a| a.to_string()));
+        argv.extend(args.iter().map(|a| a.to_string()));
         let path = format!(
             "{}:{}",
             fakebin().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let log = self.path().join("commands.log");
-        let stand_in_log = self.path().join("stand-in.log");
-        let stand_in = stand_in();
-        let mut env = env.to_vec();
-        let (log, stand_in_log, stand_in) = (
-            log.display().to_string(),
-            stand_in_log.display().to_string(),
-            stand_in.display().to_string(),
-        );
-        env.extend([
-            ("PATH", path.as_str()),
-            ("FAKE_LOG", log.as_str()),
-            ("GITLAB_RUNNER_STAND_IN_LOG", stand_in_log.as_str()),
-            ("STAND_IN", stand_in.as_str()),
-        ]);
-        run_binary(&all, token, &env)
+        let mut env = vec![
+            ("PATH".to_string(), path),
+            (
+                "FAKE_LOG".to_string(),
+                self.path().join("commands.log").display().to_string(),
+            ),
+            (
+                "GITLAB_RUNNER_STAND_IN_LOG".to_string(),
+                self.path().join("stand-in.log").display().to_string(),
+            ),
+            ("STAND_IN".to_string(), stand_in().display().to_string()),
+        ];
+        if let Some(token) = token {
+            env.push(("RUNNER_TOKEN".to_string(), token.to_string()));
+        }
+        (argv, env)
+    }
+
+    /// Runs the binary with `--root` on this tree and the fake chroot on PATH.
+    pub fn run(&self, args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Out {
+        let (argv, mut all_env) = self.invocation(args, token);
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = all_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_program(env!("CARGO_BIN_EXE_runner-provision"), &argv, &env)
+    }
+
+    /// Runs the binary at a terminal (`script` gives it a pseudo-terminal)
+    /// and types `answer` at it.
+    pub fn run_at_terminal(&self, args: &[&str], token: Option<&str>, answer: &str) -> Out {
+        let (argv, env) = self.invocation(args, token);
+        let quoted: Vec<String> =
+            std::iter::once(env!("CARGO_BIN_EXE_runner-provision").to_string())
+                .chain(argv)
+                .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+                .collect();
+        let script_args = ["-q", "-e", "-c", &quoted.join(" "), "/dev/null"].map(str::to_string);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_with_input("script", &script_args, &env, Some(answer))
     }
 
     pub fn apply(&self, extra: &[&str], token: Option<&str>) -> Out {

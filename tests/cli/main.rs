@@ -330,3 +330,47 @@ fn offline_root_skips_live_actions() {
         tree.log()
     );
 }
+
+#[test]
+fn at_a_terminal_apply_shows_the_plan_and_asks_first() {
+    if fake_root::run_program("script", &["--version".to_string()], &[]).code != 0 {
+        println!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    let no = tree.run_at_terminal(
+        &["apply", "--accept-docker-group-risk"],
+        Some(LEGACY),
+        "n\n",
+    );
+    assert_eq!(no.code, 1, "{no}");
+    assert!(no.stdout.contains("Apply these changes? [y/N]"), "{no}");
+    assert!(
+        no.stdout.contains("+overlay"),
+        "the plan's diffs come first: {no}"
+    );
+    assert!(no.stdout.contains("Nothing was changed."), "{no}");
+    assert!(!no.stdout.contains(LEGACY), "{no}");
+    assert_eq!(tree.snapshot(), before, "answering no changes nothing");
+    assert!(tree.log().is_empty(), "{:?}", tree.log());
+
+    let yes = tree.run_at_terminal(
+        &["apply", "--accept-docker-group-risk"],
+        Some(LEGACY),
+        "y\n",
+    );
+    assert_eq!(yes.code, 0, "{yes}");
+    assert!(
+        tree.read("etc/gitlab-runner/config.toml")
+            .contains("DOCKER_DRIVER=overlay2"),
+        "{yes}"
+    );
+    let converged =
+        tree.run_at_terminal(&["apply", "--accept-docker-group-risk"], Some(LEGACY), "");
+    assert_eq!(converged.code, 0, "{converged}");
+    assert!(
+        !converged.stdout.contains("Apply these changes?"),
+        "nothing to ask when converged: {converged}"
+    );
+}

@@ -110,6 +110,39 @@ struct SettingsArgs {
     /// Seconds docker-verify waits for the daemon to answer
     #[arg(long, value_name = "SECS")]
     verify_timeout: Option<u64>,
+    /// Proxy for HTTP requests: http://[user:password@]host:port
+    #[arg(long, value_name = "URL", env = "RUNNER_PROVISION_HTTP_PROXY")]
+    http_proxy: Option<String>,
+    /// Proxy for HTTPS requests: http://[user:password@]host:port
+    #[arg(long, value_name = "URL", env = "RUNNER_PROVISION_HTTPS_PROXY")]
+    https_proxy: Option<String>,
+    /// Hosts, domains (.corp) and addresses reached without the proxy, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "HOSTS",
+        env = "RUNNER_PROVISION_NO_PROXY"
+    )]
+    no_proxy: Option<Vec<String>>,
+    /// PEM files with CA certificates to trust, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PATHS",
+        env = "RUNNER_PROVISION_CA_FILES"
+    )]
+    ca_files: Option<Vec<String>>,
+    /// Docker registries (host[:port]) that dockerd trusts the CA for, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "HOSTS",
+        env = "RUNNER_PROVISION_CA_REGISTRIES"
+    )]
+    ca_registries: Option<Vec<String>>,
+    /// Also install the CA certificates into the system trust store
+    #[arg(long)]
+    install_ca_system_wide: bool,
     /// Read the runner token from this file (else from RUNNER_TOKEN)
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
@@ -267,6 +300,33 @@ impl SettingsArgs {
         }
         if let Some(secs) = self.verify_timeout {
             docker.verify_timeout = secs;
+        }
+        let network = &mut profile.network;
+        if let Some(url) = &self.http_proxy {
+            network.http_proxy.clone_from(url);
+        }
+        if let Some(url) = &self.https_proxy {
+            network.https_proxy.clone_from(url);
+        }
+        let list = |items: &Vec<String>| -> Vec<String> {
+            items.iter().filter(|i| !i.is_empty()).cloned().collect()
+        };
+        if let Some(hosts) = &self.no_proxy {
+            network.no_proxy = list(hosts);
+        }
+        if let Some(paths) = &self.ca_files {
+            network.ca_files = list(paths);
+        }
+        if let Some(registries) = &self.ca_registries {
+            network.ca_registries = list(registries);
+        }
+        if self.install_ca_system_wide {
+            network.install_ca_system_wide = true;
+        }
+        // Proxy passwords are redacted everywhere, from before the first
+        // message that could quote them.
+        for userinfo in network.credentials() {
+            global.redactor.add_credentials(&userinfo);
         }
         profile.validate()?;
         let token = match &self.token_file {

@@ -50,6 +50,10 @@ pub enum Error {
     UnknownStep { id: String, known: String },
     #[error("{} is malformed: {message}; fix or remove the file, then run again (it was not changed)", path.display())]
     MalformedFile { path: PathBuf, message: String },
+    #[error(
+        "{what}: {message}; give it as http://host:port or http://user:password@host:port (percent-encode special characters in the password)"
+    )]
+    BadProxy { what: &'static str, message: String },
     #[error("the profile's {what} `{value}` is not one of {allowed}")]
     BadSetting {
         what: &'static str,

@@ -27,6 +27,8 @@ pub struct Profile {
     pub runner: Runner,
     pub docker: Docker,
     pub kernel: Kernel,
+    #[serde(skip_serializing_if = "Network::is_empty")]
+    pub network: Network,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -138,6 +140,39 @@ impl Default for Kernel {
     }
 }
 
+/// A corporate network: one proxy and one set of CA certificates, applied
+/// to apt, the tool's own HTTP, registration, the runner service and dockerd.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// `http://[user:password@]host:port` for plain-HTTP requests; empty: none.
+    pub http_proxy: String,
+    /// The proxy for HTTPS requests (usually the same URL); empty: none.
+    pub https_proxy: String,
+    /// Hosts, domains (`.corp`) and addresses reached without the proxy.
+    pub no_proxy: Vec<String>,
+    /// PEM files on the host holding the CA certificates to trust.
+    pub ca_files: Vec<String>,
+    /// Also add the certificates to the system trust store (update-ca-certificates).
+    pub install_ca_system_wide: bool,
+    /// Docker registries (`host[:port]`) that dockerd trusts the CA for.
+    pub ca_registries: Vec<String>,
+}
+
+impl Network {
+    pub fn is_empty(&self) -> bool {
+        self == &Network::default()
+    }
+
+    /// The `user:password` parts of the proxy URLs, for the redactor.
+    pub fn credentials(&self) -> Vec<String> {
+        [&self.http_proxy, &self.https_proxy]
+            .into_iter()
+            .filter_map(|url| crate::edit::network::parse_proxy(url).ok()?.userinfo)
+            .collect()
+    }
+}
+
 impl Profile {
     /// Loads a profile by embedded name or path; `None` is the default profile.
     /// Returns the profile and where it came from.
@@ -204,6 +239,7 @@ impl Profile {
                 allowed: "overlay2 (or another Docker storage driver)",
             });
         }
+        self.validate_network()?;
         for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
             {
@@ -216,6 +252,79 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+impl Profile {
+    /// `[network]`: proxy URLs, no_proxy entries, CA paths and registries
+    /// that every file they go into (apt.conf, systemd environment files,
+    /// shell) can hold without quoting.
+    fn validate_network(&self) -> Result<(), Error> {
+        let network = &self.network;
+        for (what, url) in [
+            ("[network] http_proxy", &network.http_proxy),
+            ("[network] https_proxy", &network.https_proxy),
+        ] {
+            if !url.is_empty() {
+                crate::edit::network::parse_proxy(url)
+                    .map_err(|message| Error::BadProxy { what, message })?;
+            }
+        }
+        for entry in &network.no_proxy {
+            if entry.is_empty() || !entry.chars().all(plain_char) || entry.contains(',') {
+                return Err(Error::BadSetting {
+                    what: "[network] no_proxy entry",
+                    value: entry.escape_debug().to_string(),
+                    allowed: "host names, domains (.corp), addresses or CIDR ranges, one per list item",
+                });
+            }
+        }
+        for path in &network.ca_files {
+            if !path.starts_with('/') || !path.chars().all(plain_char) {
+                return Err(Error::BadSetting {
+                    what: "[network] ca_files entry",
+                    value: path.escape_debug().to_string(),
+                    allowed: "absolute paths of PEM files on the host",
+                });
+            }
+        }
+        for registry in &network.ca_registries {
+            let ok = !registry.is_empty()
+                && !registry.starts_with(['.', ':', '-'])
+                && registry != ".."
+                && !registry.contains("..")
+                && registry
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            if !ok {
+                return Err(Error::BadSetting {
+                    what: "[network] ca_registries entry",
+                    value: registry.escape_debug().to_string(),
+                    allowed: "registry host names with an optional port, such as registry.corp.example:5050",
+                });
+            }
+        }
+        if !network.ca_registries.is_empty() && network.ca_files.is_empty() {
+            return Err(Error::BadSetting {
+                what: "[network] ca_registries",
+                value: network.ca_registries.join(", "),
+                allowed: "registries to trust the CA for: give the CA in ca_files too",
+            });
+        }
+        if network.install_ca_system_wide && network.ca_files.is_empty() {
+            return Err(Error::BadSetting {
+                what: "[network] install_ca_system_wide",
+                value: "true".to_string(),
+                allowed: "true only with ca_files to install",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Printable ASCII that needs no quoting in apt.conf, systemd environment
+/// files or a shell's single quotes.
+fn plain_char(c: char) -> bool {
+    c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '`' | '$' | ';' | '#')
 }
 
 /// An http(s) URL with a host, nothing more is needed to pass to gitlab-runner.

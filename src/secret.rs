@@ -75,11 +75,31 @@ impl Redactor {
         }
     }
 
+    /// Adds the credentials of a proxy URL (`user:password` as written):
+    /// `user:password@` whatever its length (the `:` and `@` keep it from
+    /// matching ordinary words), and the password alone, as written and
+    /// percent-decoded, when it is long enough not to.
+    pub fn add_credentials(&self, userinfo: &str) {
+        let Some((_, password)) = userinfo.split_once(':') else {
+            return;
+        };
+        if password.is_empty() {
+            return;
+        }
+        self.insert(&format!("{userinfo}@"));
+        self.add(password);
+        self.add(&percent_decode(password));
+    }
+
     pub fn add(&self, secret: &str) {
         // Very short strings would redact ordinary words; tokens are long.
         if secret.len() < 6 {
             return;
         }
+        self.insert(secret);
+    }
+
+    fn insert(&self, secret: &str) {
         if let Ok(mut secrets) = self.secrets.write() {
             if !secrets.iter().any(|s| s == secret) {
                 secrets.push(secret.to_string());
@@ -101,6 +121,30 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -148,6 +192,29 @@ mod tests {
             redactor.redact("Registering runner... succeeded runner=GR134894"),
             "Registering runner... succeeded runner=[redacted]"
         );
+    }
+
+    #[test]
+    fn proxy_credentials_are_redacted_however_short() {
+        let redactor = Redactor::default();
+        redactor.add_credentials("u:pw");
+        redactor.add_credentials("build:p%40ssw0rd-long");
+        redactor.add_credentials("nopassword");
+        let cases = [
+            ("http://u:pw@proxy:3128", "http://[redacted]proxy:3128"),
+            (
+                "Acquire::http::Proxy \"http://build:p%40ssw0rd-long@p:1\";",
+                "Acquire::http::Proxy \"http://[redacted]p:1\";",
+            ),
+            ("407 for p@ssw0rd-long", "407 for [redacted]"),
+            (
+                "password pw and nopassword@x",
+                "password pw and nopassword@x",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redactor.redact(text), expected, "{text}");
+        }
     }
 
     #[test]

@@ -378,7 +378,8 @@ impl FakeRunner {
                 }
                 ok("")
             }
-            ["systemctl", _, _] => ok(""),
+            ["systemctl", _, _] | ["systemctl", "daemon-reload"] => ok(""),
+            ["update-ca-certificates", ..] => ok(""),
             ["modprobe", module] => {
                 write(
                     &self.root,

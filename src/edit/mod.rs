@@ -14,7 +14,9 @@ pub mod dpkg_status;
 pub mod etc_group;
 pub mod etc_passwd;
 pub mod modules;
+pub mod network;
 pub mod os_release;
+pub mod pem;
 pub mod runner_config;
 
 /// A file that cannot be edited as it is. Messages never quote the file's

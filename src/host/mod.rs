@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod command;
 pub mod docker_api;
 pub mod files;
+pub mod http;
 pub mod os;
 pub mod packages;
 pub mod services;
@@ -29,6 +30,7 @@ pub struct Host {
     /// The running kernel and daemons belong to this tree (`--root` not given).
     pub live: bool,
     commands: Commands,
+    http: http::Http,
     reporter: Arc<Reporter>,
     redactor: Redactor,
 }
@@ -53,6 +55,7 @@ impl Host {
             os,
             live,
             commands: Commands::new(runner, redactor.clone(), chroot, verbose),
+            http: http::Http::default(),
             reporter,
             redactor,
         })
@@ -105,13 +108,20 @@ impl Host {
             .find(|p| p.is_file())
     }
 
+    /// The proxy and CA certificates the tool's own HTTP uses from now on.
+    pub fn use_network(&self, network: http::HttpNetwork) {
+        self.http.set(network);
+    }
+
+    /// Does a TCP connection to `host:port` open within `timeout`?
+    pub fn connect(&self, host: &str, port: u16, timeout: Duration) -> Result<()> {
+        self.http.connect(host, port, timeout)
+    }
+
     /// Does `url` answer 200 to a HEAD request, within `timeout`? (`Err`
     /// says why not.) For checking a repository before changing anything.
     pub fn reachable(&self, url: &str, timeout: Duration) -> Result<()> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
+        let agent = self.http.agent(url, timeout)?;
         agent
             .head(url)
             .call()
@@ -130,10 +140,7 @@ impl Host {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             bail!("cannot fetch {url}: only http, https and file URLs are supported");
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = self.http.agent(url, Duration::from_secs(60))?;
         let mut response = agent
             .get(url)
             .call()

@@ -104,6 +104,76 @@ impl Host {
         Ok(found)
     }
 
+    /// The environment of a live process (`/proc/PID/environ`); `None` when
+    /// it has exited.
+    pub fn process_environment(&self, pid: u32) -> Result<Option<Vec<(String, String)>>> {
+        let Some(bytes) = self.files.read_bytes(&format!("/proc/{pid}/environ"))? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            bytes
+                .split(|b| *b == 0)
+                .filter_map(|entry| {
+                    let entry = String::from_utf8_lossy(entry);
+                    let (k, v) = entry.split_once('=')?;
+                    Some((k.to_string(), v.to_string()))
+                })
+                .collect(),
+        ))
+    }
+
+    /// Restarts a service without killing its work: SIGQUIT to each of its
+    /// processes named `comm` (GitLab Runner then takes no new job and exits
+    /// when its running jobs have ended), waits up to `timeout` for them to
+    /// exit, then restarts the service. Returns false when they were still
+    /// finishing jobs at the timeout: the service was not restarted then
+    /// (systemd's `Restart=` starts it when they end).
+    pub fn restart_gracefully(
+        &self,
+        name: &str,
+        comm: &str,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pids: Vec<u32> = self.processes(comm)?.iter().map(|p| p.pid).collect();
+        for pid in &pids {
+            let pid = i32::try_from(*pid).context("process id out of range")?;
+            match kill(Pid::from_raw(pid), Signal::SIGQUIT) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("sending SIGQUIT to {comm} ({pid})"));
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while pids.iter().any(|pid| {
+            self.files.exists(&format!("/proc/{pid}/status")) && self.is_comm(*pid, comm)
+        }) {
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.service(name, "restart")?;
+        Ok(true)
+    }
+
+    fn is_comm(&self, pid: u32, comm: &str) -> bool {
+        // A zombie keeps its /proc entry until reaped: it has stopped.
+        self.files
+            .read(&format!("/proc/{pid}/status"))
+            .ok()
+            .flatten()
+            .is_some_and(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Name:") && l[5..].trim() == comm)
+                    && !s
+                        .lines()
+                        .any(|l| l.starts_with("State:") && l.contains('Z'))
+            })
+    }
+
     /// The systemd unit file that defines `name`, if any.
     pub fn unit_file(&self, name: &str) -> Result<Option<String>> {
         for dir in [

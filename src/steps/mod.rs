@@ -11,6 +11,7 @@ mod docker_driver;
 mod docker_group;
 mod docker_install;
 mod docker_verify;
+pub mod network;
 mod overlay_module;
 mod runner_install;
 mod runner_register;
@@ -31,6 +32,7 @@ pub use docker_install::docker_packages;
 /// Every step id, in the order they run; `preflight` is always first.
 pub const IDS: &[&str] = &[
     "preflight",
+    "network",
     "runner-install",
     "runner-register",
     "docker-install",
@@ -136,6 +138,7 @@ pub trait Step {
 
 pub fn all() -> Vec<Box<dyn Step>> {
     vec![
+        Box::new(network::Network),
         Box::new(runner_install::RunnerInstall),
         Box::new(runner_register::RunnerRegister),
         Box::new(docker_install::DockerInstall),
@@ -267,6 +270,7 @@ fn preflight_checks(host: &Host, settings: &Settings, mode: Mode) -> Result<()> 
         );
     }
     settings.profile.validate()?;
+    network::configure_host(host, settings, mode)?;
     host.os
         .release
         .supported()

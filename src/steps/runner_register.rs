@@ -37,7 +37,7 @@ impl Step for RunnerRegister {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["runner-install"]
+        &["network", "runner-install"]
     }
 
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
@@ -95,6 +95,13 @@ impl Step for RunnerRegister {
             "--executor",
             &runner.executor,
         ]);
+        if let Some(ca) = super::network::runner_ca_file(settings) {
+            cmd = cmd.args(["--tls-ca-file", ca.as_str()]);
+        }
+        // Registration reaches GitLab through the proxy (Go reads these).
+        for (name, value) in super::network::proxy(settings).variables() {
+            cmd = cmd.env(name, value);
+        }
         if !runner.tags.is_empty() {
             cmd = cmd.args(["--tag-list".to_string(), runner.tags.join(",")]);
         }

@@ -128,7 +128,7 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     assert_eq!(out.code, 0, "{out}");
     // Offline root: docker-verify is skipped; verify counts no changes.
     assert!(
-        out.stdout.contains("summary: 7 ok, 1 skipped, 0 failed"),
+        out.stdout.contains("summary: 8 ok, 1 skipped, 0 failed"),
         "{out}"
     );
 }

@@ -1,0 +1,718 @@
+//! network: the profile's `[network]` (proxy and CA certificates) wherever
+//! a runner host needs it: apt, GitLab Runner's certificate folder, the
+//! runner service's and dockerd's environment, Docker's per-registry
+//! certificates and, when asked, the system trust store. Registration and
+//! the tool's own HTTP read the same settings (see runner-register and
+//! [`configure_host`]).
+//!
+//! Every file it writes starts with [`network::MARKER`]; with `[network]`
+//! emptied, the files that carry it are removed again, and nothing else.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{Change, Mode, Settings, State, Step, require_tool};
+use crate::edit::network::{self, MARKER, Proxy};
+use crate::edit::{diff, pem};
+use crate::host::Host;
+use crate::host::command::Cmd;
+use crate::host::http::HttpNetwork;
+
+pub struct Network;
+
+pub const ENV_FILE: &str = "/etc/runner-provision/network.env";
+pub const CA_BUNDLE: &str = "/etc/runner-provision/ca.pem";
+pub const APT_CONF: &str = "/etc/apt/apt.conf.d/90runner-provision-network";
+pub const RUNNER_CERTS: &str = "/etc/gitlab-runner/certs";
+const DOCKER_CERTS: &str = "/etc/docker/certs.d";
+const SYSTEM_STORE: &str = "/usr/local/share/ca-certificates";
+const SYSTEM_PREFIX: &str = "runner-provision-";
+const DROP_IN: &str = "runner-provision-network.conf";
+
+/// How long a graceful restart of gitlab-runner waits for running jobs.
+const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which part of the host a file configures (what must be told after it changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layer {
+    Apt,
+    Runner,
+    Docker,
+    SystemStore,
+    /// The shared environment file: both services.
+    Services,
+}
+
+struct Managed {
+    path: String,
+    /// `None`: should not exist (removed only when it is the tool's).
+    content: Option<String>,
+    mode: u32,
+    layer: Layer,
+}
+
+pub fn proxy(settings: &Settings) -> Proxy {
+    let n = &settings.profile.network;
+    Proxy {
+        http: n.http_proxy.clone(),
+        https: n.https_proxy.clone(),
+        no_proxy: n.no_proxy.clone(),
+    }
+}
+
+/// The certificate blocks of every `ca_files` entry, read from the host.
+pub fn certificates(host: &Host, settings: &Settings) -> Result<Vec<String>> {
+    let mut all: Vec<String> = Vec::new();
+    for path in &settings.profile.network.ca_files {
+        let text = host
+            .files
+            .read(path)?
+            .ok_or_else(|| anyhow::anyhow!("[network] ca_files: {path} does not exist; copy the CA certificate (PEM) there or fix the path"))?;
+        let blocks = pem::certificates(&text, path).context("[network] ca_files")?;
+        for block in blocks {
+            if !all.contains(&block) {
+                all.push(block);
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// The GitLab URL's file in GitLab Runner's certificate folder, when a CA is set.
+pub fn runner_ca_file(settings: &Settings) -> Option<String> {
+    if settings.profile.network.ca_files.is_empty() {
+        return None;
+    }
+    network::certs_dir_host(&settings.profile.runner.url).map(|h| format!("{RUNNER_CERTS}/{h}.crt"))
+}
+
+/// Validates `[network]` against the host and points the tool's own HTTP
+/// at the proxy and CA. Runs in preflight, whatever steps are selected.
+pub fn configure_host(host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
+    let n = &settings.profile.network;
+    let certs = certificates(host, settings)?;
+    host.use_network(HttpNetwork {
+        http_proxy: n.http_proxy.clone(),
+        https_proxy: n.https_proxy.clone(),
+        no_proxy: n.no_proxy.clone(),
+        ca_certificates: certs,
+    });
+    if host.live && mode != Mode::Verify {
+        let mut seen = Vec::new();
+        for url in [&n.http_proxy, &n.https_proxy] {
+            if url.is_empty() || seen.contains(&url) {
+                continue;
+            }
+            seen.push(url);
+            let parsed =
+                network::parse_proxy(url).map_err(|e| anyhow::anyhow!("[network] proxy: {e}"))?;
+            if let Err(e) = host.connect(&parsed.host, parsed.port, Duration::from_secs(5)) {
+                let e = e.context(format!(
+                    "the proxy {}:{} does not answer: check [network] http_proxy / https_proxy and that the proxy runs",
+                    parsed.host, parsed.port
+                ));
+                if mode == Mode::Plan {
+                    host.warn("network", &format!("apply will fail: {e:#}"));
+                } else {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every file the step manages, as it should be.
+fn wanted(host: &Host, settings: &Settings) -> Result<Vec<Managed>> {
+    let n = &settings.profile.network;
+    let proxy = proxy(settings);
+    let certs = certificates(host, settings)?;
+    let bundle = (!certs.is_empty()).then(|| network::ca_bundle(&certs));
+    let mut files = Vec::new();
+    let mut add = |path: String, content: Option<String>, mode: u32, layer: Layer| {
+        files.push(Managed {
+            path,
+            content,
+            mode,
+            layer,
+        });
+    };
+    let proxied = !proxy.is_empty();
+    // The proxy URL may hold a password: the environment file is root's only.
+    add(
+        ENV_FILE.to_string(),
+        proxied.then(|| network::environment_file(&proxy)),
+        0o600,
+        Layer::Services,
+    );
+    for (service, layer) in [("gitlab-runner", Layer::Runner), ("docker", Layer::Docker)] {
+        add(
+            format!("/etc/systemd/system/{service}.service.d/{DROP_IN}"),
+            proxied.then(|| network::service_drop_in(ENV_FILE)),
+            0o644,
+            layer,
+        );
+    }
+    add(CA_BUNDLE.to_string(), bundle.clone(), 0o644, Layer::Apt);
+    let ca_hosts: Vec<String> = settings
+        .profile
+        .runner
+        .repository
+        .as_ref()
+        .filter(|_| bundle.is_some())
+        .and_then(|r| r.uri.strip_prefix("https://"))
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .filter(|h| !h.is_empty() && !h.contains('{'))
+        .map(|h| vec![h.to_string()])
+        .unwrap_or_default();
+    let apt =
+        (proxied || !ca_hosts.is_empty()).then(|| network::apt_conf(&proxy, &ca_hosts, CA_BUNDLE));
+    add(APT_CONF.to_string(), apt, 0o644, Layer::Apt);
+
+    // GitLab Runner's certificate folder: this URL's file; other files of ours go.
+    let runner_file = runner_ca_file(settings);
+    if let Some(path) = &runner_file {
+        add(path.clone(), bundle.clone(), 0o644, Layer::Runner);
+    }
+    for name in host.files.list(RUNNER_CERTS)? {
+        let path = format!("{RUNNER_CERTS}/{name}");
+        if Some(&path) != runner_file.as_ref() {
+            add(path, None, 0o644, Layer::Runner);
+        }
+    }
+    // Docker: ca.crt for each registry named; others of ours go.
+    let registry_files: Vec<String> = n
+        .ca_registries
+        .iter()
+        .map(|r| format!("{DOCKER_CERTS}/{r}/ca.crt"))
+        .collect();
+    for path in &registry_files {
+        add(path.clone(), bundle.clone(), 0o644, Layer::Docker);
+    }
+    for dir in host.files.list(DOCKER_CERTS)? {
+        if !host.files.is_dir(&format!("{DOCKER_CERTS}/{dir}")) {
+            continue;
+        }
+        let path = format!("{DOCKER_CERTS}/{dir}/ca.crt");
+        if !registry_files.contains(&path) {
+            add(path, None, 0o644, Layer::Docker);
+        }
+    }
+    // The system store wants one certificate per file; ours go by name.
+    let system: Vec<String> = if n.install_ca_system_wide {
+        certs.clone()
+    } else {
+        Vec::new()
+    };
+    let names: Vec<String> = (1..=system.len())
+        .map(|i| format!("{SYSTEM_STORE}/{SYSTEM_PREFIX}{i}.crt"))
+        .collect();
+    for (path, cert) in names.iter().zip(&system) {
+        add(path.clone(), Some(cert.clone()), 0o644, Layer::SystemStore);
+    }
+    for name in host.files.list(SYSTEM_STORE)? {
+        let path = format!("{SYSTEM_STORE}/{name}");
+        if name.starts_with(SYSTEM_PREFIX) && name.ends_with(".crt") && !names.contains(&path) {
+            add(path, None, 0o644, Layer::SystemStore);
+        }
+    }
+    Ok(files)
+}
+
+/// Is the file at `path` one the tool wrote (so it may remove it)?
+fn ours(path: &str, text: &str) -> bool {
+    path.starts_with(&format!("{SYSTEM_STORE}/{SYSTEM_PREFIX}"))
+        || text.lines().take(1).any(|l| l.contains(MARKER))
+}
+
+/// (file, current text, wanted text) for each file that must change.
+fn pending_files(
+    host: &Host,
+    settings: &Settings,
+) -> Result<Vec<(Managed, String, Option<String>)>> {
+    let mut out = Vec::new();
+    for file in wanted(host, settings)? {
+        let current = host.files.read(&file.path)?;
+        match (&file.content, current) {
+            (Some(want), Some(have)) if *want == have => {}
+            (Some(_), current) => {
+                let current = current.unwrap_or_default();
+                let want = file.content.clone();
+                out.push((file, current, want));
+            }
+            (None, Some(have)) if ours(&file.path, &have) => out.push((file, have, None)),
+            (None, _) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A running service whose environment lacks the proxy (or still has it
+/// after the proxy was removed from a file of ours).
+fn stale_processes(host: &Host, settings: &Settings, comm: &str, pids: &[u32]) -> Result<Vec<u32>> {
+    if !host.live || !host.os.systemd {
+        return Ok(Vec::new());
+    }
+    let wanted = proxy(settings).variables();
+    let mut stale = Vec::new();
+    for pid in pids {
+        let Some(env) = host.process_environment(*pid)? else {
+            continue;
+        };
+        let has = |k: &str, v: &str| env.iter().any(|(ek, ev)| ek == k && ev == v);
+        let missing = wanted.iter().any(|(k, v)| !has(k, v));
+        if missing {
+            stale.push(*pid);
+        }
+    }
+    let _ = comm;
+    Ok(stale)
+}
+
+fn runner_pids(host: &Host) -> Result<Vec<u32>> {
+    Ok(host
+        .processes("gitlab-runner")?
+        .iter()
+        .map(|p| p.pid)
+        .collect())
+}
+
+fn docker_pids(host: &Host) -> Result<Vec<u32>> {
+    let Some(text) = host.files.read("/run/docker.pid")? else {
+        return Ok(Vec::new());
+    };
+    Ok(text
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|_| {
+            host.pidfile_running("/run/docker.pid", "dockerd")
+                .unwrap_or(false)
+        })
+        .into_iter()
+        .collect())
+}
+
+impl Step for Network {
+    fn id(&self) -> &'static str {
+        "network"
+    }
+
+    fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
+        if settings.profile.network.install_ca_system_wide {
+            require_tool(host, "update-ca-certificates", "ca-certificates")?;
+        }
+        wanted(host, settings).map(drop)
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let mut changes = Vec::new();
+        for (file, current, want) in pending_files(host, settings)? {
+            let new = want.clone().unwrap_or_default();
+            let verb = if want.is_none() { "remove" } else { "write" };
+            changes.push(Change::file(
+                format!("{verb} {} ({})", file.path, describe(file.layer)),
+                diff::unified(&file.path, &current, &new),
+            ));
+        }
+        if !proxy(settings).is_empty() {
+            for (service, comm, pids) in [
+                ("gitlab-runner", "gitlab-runner", runner_pids(host)?),
+                ("docker", "dockerd", docker_pids(host)?),
+            ] {
+                let stale = stale_processes(host, settings, comm, &pids)?;
+                if !stale.is_empty() {
+                    changes.push(Change::new(format!(
+                        "restart {service}{}: it runs without the proxy (pid {})",
+                        if service == "gitlab-runner" {
+                            " gracefully (SIGQUIT: running jobs finish)"
+                        } else {
+                            ""
+                        },
+                        stale
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(State::from_changes(changes))
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let mut touched: Vec<Layer> = Vec::new();
+        for (file, _, want) in pending_files(host, settings)? {
+            match &want {
+                Some(text) => {
+                    let dir = file.path.rsplit_once('/').map_or("/", |(d, _)| d);
+                    let dir_mode = if dir.starts_with("/etc/gitlab-runner")
+                        || dir == "/etc/runner-provision"
+                    {
+                        0o700
+                    } else {
+                        0o755
+                    };
+                    host.files.create_dir(dir, dir_mode)?;
+                    host.files
+                        .write_atomic(&file.path, text.as_bytes(), file.mode)?;
+                    done.push(format!("wrote {}", file.path));
+                }
+                None => {
+                    host.files.remove(&file.path)?;
+                    done.push(format!("removed {}", file.path));
+                }
+            }
+            touched.push(file.layer);
+        }
+        let changed = |layer: Layer| touched.contains(&layer);
+        if changed(Layer::SystemStore) {
+            host.progress("update-ca-certificates");
+            host.run(Cmd::new("update-ca-certificates").arg("--fresh"))?;
+            done.push("updated the system trust store".to_string());
+        }
+        if !host.live {
+            return Ok(done);
+        }
+        let systemd = host.os.systemd;
+        let services_changed = changed(Layer::Services);
+        if systemd && (services_changed || changed(Layer::Runner) || changed(Layer::Docker)) {
+            host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
+        }
+        let docker = docker_pids(host)?;
+        let docker_stale = !stale_processes(host, settings, "dockerd", &docker)?.is_empty();
+        if !docker.is_empty() && (services_changed || changed(Layer::Docker) || docker_stale) {
+            host.progress("restarting docker");
+            host.service("docker", "restart")
+                .context("restarting docker for its proxy and certificates")?;
+            done.push("restarted docker".to_string());
+        }
+        let runner = runner_pids(host)?;
+        let runner_stale = !stale_processes(host, settings, "gitlab-runner", &runner)?.is_empty();
+        let runner_env_changed = services_changed || changed(Layer::Runner) && systemd;
+        if !runner.is_empty() && (runner_env_changed || runner_stale) {
+            host.progress("restarting gitlab-runner gracefully (running jobs finish first)");
+            if host.restart_gracefully("gitlab-runner", "gitlab-runner", GRACEFUL_TIMEOUT)? {
+                done.push("restarted gitlab-runner gracefully".to_string());
+            } else {
+                host.warn(
+                    self.id(),
+                    &format!(
+                        "gitlab-runner is still finishing running jobs after {} s; it was told to stop (SIGQUIT) and systemd starts it with the new settings when they end",
+                        GRACEFUL_TIMEOUT.as_secs()
+                    ),
+                );
+                done.push("asked gitlab-runner to stop gracefully".to_string());
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn describe(layer: Layer) -> &'static str {
+    match layer {
+        Layer::Apt => "apt",
+        Layer::Runner => "gitlab-runner",
+        Layer::Docker => "dockerd",
+        Layer::SystemStore => "system trust store",
+        Layer::Services => "proxy for gitlab-runner and dockerd",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::report::{Counts, Format, Reporter};
+    use crate::steps::{Selection, run};
+    use crate::testing::FakeHost;
+
+    const TOKEN: &str = "GR1348941legacyTokenValue42";
+    const PASSWORD: &str = "Pr0xyPassw0rd";
+
+    fn ca() -> String {
+        // The test CA of edit::pem's tests.
+        crate::edit::pem::tests_ca().to_string()
+    }
+
+    /// A port on loopback where something listens, as a proxy would
+    /// (preflight only checks that the proxy answers).
+    fn listening() -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        (listener, port)
+    }
+
+    fn corporate(fake: &FakeHost, port: u16) -> Settings {
+        let mut settings = fake.settings(Some(TOKEN));
+        settings.profile.runner.url = "https://gitlab.corp.example:8443/".to_string();
+        let n = &mut settings.profile.network;
+        n.http_proxy = format!("http://build:{PASSWORD}@127.0.0.1:{port}");
+        n.https_proxy = n.http_proxy.clone();
+        n.no_proxy = vec!["localhost".to_string(), ".corp.example".to_string()];
+        n.ca_files = vec!["/etc/ssl/corp-root.pem".to_string()];
+        n.ca_registries = vec!["registry.corp.example:5050".to_string()];
+        n.install_ca_system_wide = true;
+        for userinfo in n.credentials() {
+            fake.redactor.add_credentials(&userinfo);
+        }
+        fake.write("/etc/ssl/corp-root.pem", &ca());
+        fake.write("/usr/sbin/update-ca-certificates", "#!/bin/sh\n");
+        settings
+    }
+
+    fn go(
+        fake: &FakeHost,
+        settings: &Settings,
+        only: &[&str],
+        mode: Mode,
+    ) -> (Counts, Arc<Reporter>) {
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let selection = Selection {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            skip: Vec::new(),
+        };
+        let counts = run(&host, settings, &selection, mode, &reporter);
+        (counts, reporter)
+    }
+
+    #[test]
+    fn converges_shows_diffs_without_the_password_and_a_second_apply_changes_nothing() {
+        let fake = FakeHost::debian12();
+        let (_proxy, port) = listening();
+        let settings = corporate(&fake, port);
+        let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
+        let text = out.captured();
+        assert_eq!((plan.pending, plan.failed), (1, 0), "{text}");
+        for path in [
+            APT_CONF,
+            ENV_FILE,
+            "/etc/systemd/system/gitlab-runner.service.d/runner-provision-network.conf",
+            "/etc/systemd/system/docker.service.d/runner-provision-network.conf",
+            "/etc/gitlab-runner/certs/gitlab.corp.example.crt",
+            "/etc/docker/certs.d/registry.corp.example:5050/ca.crt",
+            "/usr/local/share/ca-certificates/runner-provision-1.crt",
+        ] {
+            assert!(text.contains(&format!("write {path}")), "{path}: {text}");
+        }
+        assert!(text.contains("+Acquire::http::Proxy"), "diff shown: {text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+
+        let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+        let env = fake.read(ENV_FILE);
+        assert!(
+            env.contains(&format!("HTTPS_PROXY=http://build:{PASSWORD}@127.0.0.1:")),
+            "{env}"
+        );
+        assert_eq!(
+            std::fs::metadata(fake.root().join(ENV_FILE.trim_start_matches('/')))
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                .expect("mode"),
+            0o600,
+            "the file with the password is root's only"
+        );
+        assert!(
+            fake.read("/etc/gitlab-runner/certs/gitlab.corp.example.crt")
+                .ends_with(&ca())
+        );
+        assert_eq!(
+            fake.read("/usr/local/share/ca-certificates/runner-provision-1.crt"),
+            ca()
+        );
+        let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+        assert!(
+            commands.contains(&"update-ca-certificates --fresh".to_string()),
+            "{commands:?}"
+        );
+        assert!(
+            commands.iter().all(|c| !c.contains(PASSWORD)),
+            "{commands:?}"
+        );
+        assert!(!out.captured().contains(PASSWORD));
+
+        let before = fake.snapshot();
+        let ran = fake.commands().len();
+        let (again, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        assert_eq!((again.changed, again.ok), (0, 2), "{}", out.captured());
+        assert_eq!(fake.snapshot(), before, "byte-identical");
+        assert_eq!(fake.commands().len(), ran, "a converged run spawns nothing");
+    }
+
+    #[test]
+    fn registration_gets_the_ca_file_and_the_proxy_in_its_environment() {
+        let fake = FakeHost::debian12();
+        let (_proxy, port) = listening();
+        let settings = corporate(&fake, port);
+        let (applied, out) = go(
+            &fake,
+            &settings,
+            &["network", "runner-install", "runner-register"],
+            Mode::Apply,
+        );
+        assert_eq!(applied.failed, 0, "{}", out.captured());
+        let register = fake
+            .commands()
+            .into_iter()
+            .find(|c| c.argv.get(1).map(String::as_str) == Some("register"))
+            .expect("registered");
+        let argv = register.display();
+        assert!(
+            argv.contains("--tls-ca-file /etc/gitlab-runner/certs/gitlab.corp.example.crt"),
+            "{argv}"
+        );
+        assert!(!argv.contains(PASSWORD), "{argv}");
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "NO_PROXY"] {
+            assert!(
+                register.env.iter().any(|(k, _)| k == name),
+                "{name}: {:?}",
+                register.env
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_ca_is_a_change_shown_in_plan() {
+        let fake = FakeHost::debian12();
+        let (_proxy, port) = listening();
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        fake.write(
+            "/etc/ssl/corp-root.pem",
+            &format!("# comment\n{}{}", ca(), ca()),
+        );
+        let (plan, _) = go(&fake, &settings, &["network"], Mode::Plan);
+        assert_eq!(
+            plan.pending, 0,
+            "the same certificate twice is one certificate"
+        );
+        // A different certificate: every copy changes, shown as a diff.
+        let second = crate::edit::pem::tests_second_ca().to_string();
+        fake.write("/etc/ssl/corp-root.pem", &second);
+        let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
+        let text = out.captured();
+        assert_eq!(plan.pending, 1, "{text}");
+        assert!(
+            text.contains("write /etc/gitlab-runner/certs/gitlab.corp.example.crt"),
+            "{text}"
+        );
+        assert!(
+            text.contains("-----BEGIN CERTIFICATE-----"),
+            "diff of the certificate: {text}"
+        );
+    }
+
+    #[test]
+    fn bad_ca_files_are_refused_before_any_change() {
+        for (content, wanted) in [
+            ("not a certificate\n", "no PEM certificate"),
+            ("", "no PEM certificate"),
+            ("-----BEGIN CERTIFICATE-----\nMIIB\n", "no END line"),
+        ] {
+            let fake = FakeHost::debian12();
+            let (_proxy, port) = listening();
+            let settings = corporate(&fake, port);
+            fake.write("/etc/ssl/corp-root.pem", content);
+            let before = fake.snapshot();
+            let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
+            let text = out.captured();
+            assert_eq!(counts.failed, 1, "{text}");
+            assert!(text.contains("/etc/ssl/corp-root.pem"), "{text}");
+            assert!(text.contains(wanted), "{text}");
+            assert!(fake.commands().is_empty());
+            assert_eq!(fake.snapshot(), before);
+        }
+        let fake = FakeHost::debian12();
+        let (_proxy, port) = listening();
+        let settings = corporate(&fake, port);
+        std::fs::remove_file(fake.root().join("etc/ssl/corp-root.pem")).expect("rm");
+        let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
+        assert_eq!(counts.failed, 1);
+        assert!(
+            out.captured().contains("does not exist"),
+            "{}",
+            out.captured()
+        );
+    }
+
+    #[test]
+    fn an_unreachable_proxy_is_refused_before_any_change_and_plan_warns() {
+        let fake = FakeHost::debian12();
+        let port = {
+            let (listener, port) = listening();
+            drop(listener);
+            port
+        };
+        let settings = corporate(&fake, port);
+        let before = fake.snapshot();
+        let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
+        let text = out.captured();
+        assert_eq!(counts.failed, 1, "{text}");
+        assert!(
+            text.contains(&format!("the proxy 127.0.0.1:{port} does not answer")),
+            "{text}"
+        );
+        assert!(!text.contains(PASSWORD), "{text}");
+        assert!(fake.commands().is_empty());
+        assert_eq!(fake.snapshot(), before);
+        let (plan, out) = go(&fake, &settings, &[], Mode::Plan);
+        assert_eq!(plan.failed, 0, "{}", out.captured());
+        assert!(
+            out.captured().contains("apply will fail"),
+            "{}",
+            out.captured()
+        );
+    }
+
+    #[test]
+    fn removing_network_removes_only_the_tools_files() {
+        let fake = FakeHost::debian12();
+        let (_proxy, port) = listening();
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        fake.write("/etc/gitlab-runner/certs/other.example.crt", &ca());
+        fake.write("/etc/docker/certs.d/other:5000/ca.crt", &ca());
+        fake.write("/usr/local/share/ca-certificates/corp.crt", &ca());
+        let mut plain = fake.settings(Some(TOKEN));
+        plain.profile.runner.url = settings.profile.runner.url.clone();
+        let (plan, out) = go(&fake, &plain, &["network"], Mode::Plan);
+        let text = out.captured();
+        assert_eq!(plan.pending, 1, "{text}");
+        assert!(text.contains(&format!("remove {APT_CONF}")), "{text}");
+        let (applied, out) = go(&fake, &plain, &["network"], Mode::Apply);
+        assert_eq!(applied.changed, 1, "{}", out.captured());
+        for gone in [
+            APT_CONF,
+            ENV_FILE,
+            CA_BUNDLE,
+            "/etc/systemd/system/docker.service.d/runner-provision-network.conf",
+            "/etc/gitlab-runner/certs/gitlab.corp.example.crt",
+            "/etc/docker/certs.d/registry.corp.example:5050/ca.crt",
+            "/usr/local/share/ca-certificates/runner-provision-1.crt",
+        ] {
+            assert!(
+                !fake.root().join(gone.trim_start_matches('/')).exists(),
+                "{gone}"
+            );
+        }
+        for kept in [
+            "/etc/gitlab-runner/certs/other.example.crt",
+            "/etc/docker/certs.d/other:5000/ca.crt",
+            "/usr/local/share/ca-certificates/corp.crt",
+        ] {
+            assert_eq!(fake.read(kept), ca(), "{kept} is the operator's");
+        }
+        let (again, _) = go(&fake, &plain, &["network"], Mode::Apply);
+        assert_eq!(again.changed, 0);
+    }
+}

@@ -388,26 +388,48 @@ impl FakeRunner {
                 );
                 ok("")
             }
-            ["runuser", "-l", user, "-c", _] => {
-                if read(&self.root, "/run/docker.pid").is_empty() {
-                    fail(
-                        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
-                    )
-                } else if !self.in_docker_group(user) {
-                    fail(
-                        "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
-                    )
-                } else {
-                    let driver = if read(&self.root, "/etc/docker/daemon.json").contains("overlay2")
-                    {
-                        "overlay2"
-                    } else {
-                        "vfs"
-                    };
-                    ok(&format!("{driver}\n"))
-                }
-            }
+            ["runuser", "-l", user, "-c", script] => self.docker_as(user, script),
             _ => fail(&format!("fake runner: no simulation for {}", cmd.display())),
+        }
+    }
+}
+
+impl FakeRunner {
+    /// `docker info` as `user`, as Debian 12's docker.io 20.10 client answers:
+    /// with `--format`, a failure to reach the daemon prints only a template
+    /// error; without it, the full message.
+    fn docker_as(&self, user: &str, script: &str) -> Output {
+        let problem = if read(&self.root, "/run/docker.pid").is_empty() {
+            Some(
+                "ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            )
+        } else if !self.in_docker_group(user) {
+            Some(
+                "ERROR: Got permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.41/info\": dial unix /var/run/docker.sock: connect: permission denied",
+            )
+        } else {
+            None
+        };
+        match (problem, script.contains("--format")) {
+            (Some(_), true) => fail(
+                "template: :1:2: executing \"\" at <.Driver>: nil pointer evaluating *types.Info.Driver",
+            ),
+            (Some(message), false) => Output {
+                code: Some(1),
+                stdout: format!(
+                    "Client:\n Context:    default\n Debug Mode: false\n\nServer:\n{message}\n"
+                ),
+                stderr: "errors pretty printing info\n".to_string(),
+                timed_out: false,
+            },
+            (None, _) => {
+                let driver = if read(&self.root, "/etc/docker/daemon.json").contains("overlay2") {
+                    "overlay2"
+                } else {
+                    "vfs"
+                };
+                ok(&format!("{driver}\n"))
+            }
         }
     }
 }

@@ -48,17 +48,70 @@ fn docker_info(host: &Host) -> Result<Answer> {
     if out.success() {
         return Ok(Answer::Driver(out.stdout.trim().to_string()));
     }
+    if out.timed_out {
+        return Ok(Answer::NotYet);
+    }
+    if let Some(answer) = diagnose_message(&out)? {
+        return Ok(answer);
+    }
+    // Docker 20.10's client (Debian 12's docker.io) prints only a template
+    // error such as `nil pointer evaluating *types.Info.Driver` when `--format`
+    // meets a daemon it could not reach: ask the socket, then the client
+    // without a template, whose full message names the cause.
+    if host.docker_driver_via_socket().ok().flatten().is_none() {
+        return Ok(Answer::NotYet);
+    }
+    if !account_may_use_socket(host)? {
+        return Err(Diagnosis::SocketPermission.into());
+    }
+    let full = host.probe(
+        Cmd::new("runuser")
+            .args(["-l", ACCOUNT, "-c", "docker info"])
+            .timeout(Duration::from_secs(30)),
+    )?;
+    if let Some(answer) = diagnose_message(&full)? {
+        return Ok(answer);
+    }
+    Err(Diagnosis::Other(last_lines(&format!("{}\n{}", out.stderr, full.stderr))).into())
+}
+
+/// The diagnosis a client message carries, if it names a known cause.
+fn diagnose_message(out: &Output) -> Result<Option<Answer>> {
     let text = format!("{}\n{}", out.stderr, out.stdout).to_lowercase();
     if text.contains("permission denied") {
         return Err(Diagnosis::SocketPermission.into());
     }
-    if out.timed_out
-        || text.contains("cannot connect to the docker daemon")
+    if text.contains("cannot connect to the docker daemon")
         || text.contains("is the docker daemon running")
     {
-        return Ok(Answer::NotYet);
+        return Ok(Some(Answer::NotYet));
     }
-    Err(Diagnosis::Other(out.stderr.trim().to_string()).into())
+    Ok(None)
+}
+
+/// The last few non-empty lines of a message, for an error.
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(4)..].join("; ")
+}
+
+/// Whether the socket's owner, group and mode let the runner account open
+/// it (true when there is no socket or account to judge by).
+fn account_may_use_socket(host: &Host) -> Result<bool> {
+    let (Some(socket), Some(user)) = (host.docker_socket_access()?, host.accounts.user(ACCOUNT)?)
+    else {
+        return Ok(true);
+    };
+    let groups = host.accounts.group("docker")?;
+    let in_group = user.gid == socket.gid
+        || groups.is_some_and(|g| g.gid == socket.gid && g.members.contains(&user.name));
+    Ok((user.uid == socket.uid && socket.mode & 0o600 == 0o600)
+        || (in_group && socket.mode & 0o060 == 0o060)
+        || socket.mode & 0o006 == 0o006)
 }
 
 fn judge(found: String, wanted: &str) -> Result<State> {
@@ -114,18 +167,8 @@ impl Step for DockerVerify {
         let Some(found) = host.docker_driver_via_socket()? else {
             return Ok(not_answering(settings));
         };
-        if let (Some(socket), Some(user)) =
-            (host.docker_socket_access()?, host.accounts.user(ACCOUNT)?)
-        {
-            let groups = host.accounts.group("docker")?;
-            let in_group = user.gid == socket.gid
-                || groups.is_some_and(|g| g.gid == socket.gid && g.members.contains(&user.name));
-            let allowed = (user.uid == socket.uid && socket.mode & 0o600 == 0o600)
-                || (in_group && socket.mode & 0o060 == 0o060)
-                || socket.mode & 0o006 == 0o006;
-            if !allowed {
-                return Err(Diagnosis::SocketPermission.into());
-            }
+        if !account_may_use_socket(host)? {
+            return Err(Diagnosis::SocketPermission.into());
         }
         judge(found, &settings.profile.docker.storage_driver)
     }

@@ -417,8 +417,18 @@ fn docker_verify_diagnoses_permission_and_driver() {
             .read("/etc/group")
             .replace("docker:x:998:gitlab-runner", "docker:x:998:"),
     );
+    // Docker 20.10's `docker info --format` says only "nil pointer": the
+    // diagnosis comes from the socket and the client's full message.
+    let server = serve_info(&fake, "overlay2");
     let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Verify);
+    server.join().expect("server");
+    std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
     assert_eq!(counts.failed, 1);
+    assert!(
+        !out.captured().contains("nil pointer"),
+        "{}",
+        out.captured()
+    );
     assert!(
         out.captured().contains("permission denied"),
         "{}",

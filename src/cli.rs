@@ -8,14 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
-use crate::Error;
+use crate::Mode;
 use crate::cloud_init;
 use crate::host::Host;
 use crate::host::command::DuctRunner;
 use crate::profile::{DockerSource, EMBEDDED, Profile};
 use crate::report::{Format, Reporter};
 use crate::secret::{Redactor, TOKEN_ENV, Token};
-use crate::steps::{self, Mode, Selection, Settings};
+use crate::steps::{self, Selection, Settings, StepId};
 
 /// Turn this Linux host into a GitLab Runner shell-executor host that builds
 /// Docker images: idempotent, checkable, quiet under cloud-init.
@@ -150,12 +150,12 @@ struct SettingsArgs {
 
 #[derive(Debug, Clone, Args)]
 struct SelectionArgs {
-    /// Run only these steps (preflight always runs)
+    /// Run only these steps (preflight always runs: it refuses bad input before any change)
     #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
-    only: Vec<String>,
-    /// Leave these steps out
+    only: Vec<StepId>,
+    /// Leave these steps out (preflight always runs)
     #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
-    skip: Vec<String>,
+    skip: Vec<StepId>,
 }
 
 #[derive(Debug, Args)]
@@ -344,27 +344,11 @@ impl SettingsArgs {
 }
 
 impl SelectionArgs {
-    fn resolve(&self) -> Result<Selection, Error> {
-        for id in self.only.iter().chain(&self.skip) {
-            if !steps::IDS.contains(&id.as_str()) {
-                return Err(Error::UnknownStep {
-                    id: id.clone(),
-                    known: steps::IDS.join(", "),
-                });
-            }
-            if id == "preflight" {
-                return Err(Error::UnknownStep {
-                    id: format!(
-                        "{id} (it always runs: it is what refuses bad input before any change)"
-                    ),
-                    known: steps::IDS[1..].join(", "),
-                });
-            }
-        }
-        Ok(Selection {
+    fn resolve(&self) -> Selection {
+        Selection {
             only: self.only.clone(),
             skip: self.skip.clone(),
-        })
+        }
     }
 }
 
@@ -393,7 +377,7 @@ impl Global {
     /// Resolves everything a run needs; bad input fails here, before any change.
     fn prepare(&self, settings: &SettingsArgs, selection: &SelectionArgs) -> Result<Run> {
         let settings = settings.resolve(self)?;
-        let selection = selection.resolve()?;
+        let selection = selection.resolve();
         let reporter = self.reporter();
         let host = self.host(reporter.clone())?;
         Ok(Run {
@@ -539,7 +523,7 @@ impl ProfilesCommand {
 impl CloudInitArgs {
     fn run(self, global: &Global) -> Result<u8> {
         let settings = self.settings.resolve(global)?;
-        let selection = self.selection.resolve()?;
+        let selection = self.selection.resolve();
         let binary = match (self.binary_url, self.binary_sha256, self.binary_path) {
             (Some(url), Some(sha256), _) => cloud_init::Binary::Url { url, sha256 },
             (_, _, Some(path)) => cloud_init::Binary::Path(path),

@@ -108,10 +108,30 @@ fn script(options: &Options) -> Result<String> {
     }
     let mut args = format!("--profile {PROFILE_PATH} apply --yes");
     if !options.selection.only.is_empty() {
-        let _ = write!(args, " --only {}", options.selection.only.join(","));
+        let _ = write!(
+            args,
+            " --only {}",
+            options
+                .selection
+                .only
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     if !options.selection.skip.is_empty() {
-        let _ = write!(args, " --skip {}", options.selection.skip.join(","));
+        let _ = write!(
+            args,
+            " --skip {}",
+            options
+                .selection
+                .skip
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     // Every boot scrubs: cloud-init re-reads the seed (or the metadata
     // service) on boots after the first and writes its copies anew.

@@ -46,8 +46,6 @@ pub enum Error {
     UnknownProfile { name: String, known: String },
     #[error("profile {path}: {message}")]
     Profile { path: String, message: String },
-    #[error("unknown step `{id}`: the steps are {known}")]
-    UnknownStep { id: String, known: String },
     #[error("{} is malformed: {message}; fix or remove the file, then run again (it was not changed)", path.display())]
     MalformedFile { path: PathBuf, message: String },
     #[error(

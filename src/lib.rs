@@ -16,3 +16,15 @@ pub mod steps;
 mod testing;
 
 pub use error::Error;
+
+/// Which command is running the steps: the engine, the output and the steps'
+/// own preflight all read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Converge: check, apply what is pending, check again.
+    Apply,
+    /// Read-only: what apply would change.
+    Plan,
+    /// Read-only: is the host healthy.
+    Verify,
+}

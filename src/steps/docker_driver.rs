@@ -46,10 +46,6 @@ fn wanted(host: &Host, settings: &Settings) -> Result<Files> {
 }
 
 impl Step for DockerDriver {
-    fn id(&self) -> &'static str {
-        "docker-driver"
-    }
-
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
         wanted(host, settings).map(drop)
     }

@@ -3,9 +3,11 @@
 
 use anyhow::{Result, bail};
 
-use super::{Change, Mode, Settings, State, Step, require_tool};
+use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
+
+const ID: StepId = StepId::DockerGroup;
 
 pub struct DockerGroup;
 
@@ -56,12 +58,8 @@ fn stale_services(host: &Host, settings: &Settings) -> Result<Vec<u32>> {
 }
 
 impl Step for DockerGroup {
-    fn id(&self) -> &'static str {
-        "docker-group"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["runner-install", "docker-install"]
+    fn needs(&self) -> &'static [StepId] {
+        &[StepId::RunnerInstall, StepId::DockerInstall]
     }
 
     fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
@@ -77,7 +75,7 @@ impl Step for DockerGroup {
             members: missing.join(", "),
         };
         if mode == Mode::Plan {
-            host.warn(self.id(), &format!("apply will refuse: {refusal}"));
+            host.warn(ID.as_str(), &format!("apply will refuse: {refusal}"));
             return Ok(());
         }
         Err(refusal.into())
@@ -107,7 +105,7 @@ impl Step for DockerGroup {
                     "group {GROUP} does not exist: Docker's package creates it; run the docker-install step first"
                 );
             }
-            host.warn(self.id(), RISK);
+            host.warn(ID.as_str(), RISK);
         }
         for member in &missing {
             if host.accounts.user(member)?.is_none() {

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::apt_repo::AptRepo;
-use super::{Change, Mode, Settings, State, Step, require_tool};
+use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::profile::{DockerSource, Repository};
+
+const ID: StepId = StepId::DockerInstall;
 
 pub struct DockerInstall;
 
@@ -62,10 +64,6 @@ fn repo_for(host: &Host) -> AptRepo {
 }
 
 impl Step for DockerInstall {
-    fn id(&self) -> &'static str {
-        "docker-install"
-    }
-
     fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
         match (host.live, host.os.systemd) {
             (true, true) | (false, _) => require_tool(host, "systemctl", "systemd")?,
@@ -79,7 +77,7 @@ impl Step for DockerInstall {
         {
             if let Err(e) = repo_for(host).probe(host) {
                 if mode == Mode::Plan {
-                    host.warn(self.id(), &format!("apply will fail: {e:#}"));
+                    host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
                     return Ok(());
                 }
                 return Err(e);
@@ -111,11 +109,11 @@ impl Step for DockerInstall {
         let found = probe(host, settings)?;
         if !found.missing.is_empty() {
             if settings.profile.docker.source == DockerSource::DockerCe {
-                done.extend(repo_for(host).add_and_refresh(host, self.id())?);
+                done.extend(repo_for(host).add_and_refresh(host, ID.as_str())?);
             } else {
-                host.apt_refresh(self.id(), None)?;
+                host.apt_refresh(ID.as_str(), None)?;
             }
-            host.apt_install(self.id(), &found.missing)?;
+            host.apt_install(ID.as_str(), &found.missing)?;
             done.push(format!("installed {}", found.missing.join(" ")));
         }
         // The package's scripts may have enabled and started it already.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Change, Mode, Settings, State, Step, require_tool};
+use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::{Cmd, Output};
 
@@ -132,12 +132,12 @@ fn judge(found: String, wanted: &str) -> Result<State> {
 }
 
 impl Step for DockerVerify {
-    fn id(&self) -> &'static str {
-        "docker-verify"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["docker-install", "docker-group", "docker-driver"]
+    fn needs(&self) -> &'static [StepId] {
+        &[
+            StepId::DockerInstall,
+            StepId::DockerGroup,
+            StepId::DockerDriver,
+        ]
     }
 
     fn preflight(&self, host: &Host, _settings: &Settings, _mode: Mode) -> Result<()> {

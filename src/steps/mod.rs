@@ -22,25 +22,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+pub use crate::Mode;
 use crate::host::Host;
 use crate::profile::Profile;
 use crate::report::{Counts, Reporter, Status, StepReport};
 use crate::secret::Token;
 
 pub use docker_install::docker_packages;
-
-/// Every step id, in the order they run; `preflight` is always first.
-pub const IDS: &[&str] = &[
-    "preflight",
-    "network",
-    "runner-install",
-    "runner-register",
-    "docker-install",
-    "docker-group",
-    "overlay-module",
-    "docker-driver",
-    "docker-verify",
-];
 
 pub const CONFIG_TOML: &str = "/etc/gitlab-runner/config.toml";
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -109,11 +97,65 @@ impl Settings {
     }
 }
 
-pub trait Step {
-    fn id(&self) -> &'static str;
+/// Defines [`StepId`] and [`registry`] from one list, so an id and its step
+/// cannot drift apart: the variant, its command-line name and the value that
+/// implements it sit on one line.
+macro_rules! registry {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal => $step:expr,)*) => {
+        /// A step's id: the word the README, the output, `--only` and `--skip` use.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+        pub enum StepId {
+            /// Root, OS, kernel, tools and every step's input; always runs first
+            #[value(skip)]
+            Preflight,
+            $($(#[doc = $doc])* #[value(name = $name)] $variant,)*
+        }
 
+        impl StepId {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    StepId::Preflight => "preflight",
+                    $(StepId::$variant => $name,)*
+                }
+            }
+        }
+
+        /// The steps after preflight, in the order they run.
+        pub fn registry() -> &'static [(StepId, &'static dyn Step)] {
+            &[$((StepId::$variant, &$step),)*]
+        }
+    };
+}
+
+registry! {
+    /// Proxy and CA certificates for apt, the tool, the runner and dockerd
+    Network = "network" => network::Network,
+    /// gitlab-runner installed from its package repository, with its account
+    RunnerInstall = "runner-install" => runner_install::RunnerInstall,
+    /// config.toml has a [[runners]] entry for this URL and name
+    RunnerRegister = "runner-register" => runner_register::RunnerRegister,
+    /// Docker Engine installed, enabled and running
+    DockerInstall = "docker-install" => docker_install::DockerInstall,
+    /// The runner's account in group docker (root-equivalent: needs acceptance)
+    DockerGroup = "docker-group" => docker_group::DockerGroup,
+    /// The overlay module loaded and listed for boot
+    OverlayModule = "overlay-module" => overlay_module::OverlayModule,
+    /// DOCKER_DRIVER for every runner and the storage driver in daemon.json
+    DockerDriver = "docker-driver" => docker_driver::DockerDriver,
+    /// `docker info` as the runner's account answers with the expected driver
+    DockerVerify = "docker-verify" => docker_verify::DockerVerify,
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step's behaviour; its id is the line that registers it in [`registry`].
+pub trait Step: Sync {
     /// Steps whose failure makes this one pointless.
-    fn needs(&self) -> &'static [&'static str] {
+    fn needs(&self) -> &'static [StepId] {
         &[]
     }
 
@@ -136,37 +178,16 @@ pub trait Step {
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>>;
 }
 
-pub fn all() -> Vec<Box<dyn Step>> {
-    vec![
-        Box::new(network::Network),
-        Box::new(runner_install::RunnerInstall),
-        Box::new(runner_register::RunnerRegister),
-        Box::new(docker_install::DockerInstall),
-        Box::new(docker_group::DockerGroup),
-        Box::new(overlay_module::OverlayModule),
-        Box::new(docker_driver::DockerDriver),
-        Box::new(docker_verify::DockerVerify),
-    ]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Apply,
-    Plan,
-    Verify,
-}
-
-/// Which steps run: `--only` and `--skip`, already checked against [`IDS`].
+/// Which steps run: `--only` and `--skip` (preflight always runs).
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    pub only: Vec<String>,
-    pub skip: Vec<String>,
+    pub only: Vec<StepId>,
+    pub skip: Vec<StepId>,
 }
 
 impl Selection {
-    pub fn includes(&self, id: &str) -> bool {
-        (self.only.is_empty() || self.only.iter().any(|o| o == id))
-            && !self.skip.iter().any(|s| s == id)
+    pub fn includes(&self, id: StepId) -> bool {
+        (self.only.is_empty() || self.only.contains(&id)) && !self.skip.contains(&id)
     }
 }
 
@@ -179,9 +200,10 @@ pub fn run(
     reporter: &Reporter,
 ) -> Counts {
     let started = Instant::now();
-    let steps: Vec<Box<dyn Step>> = all()
-        .into_iter()
-        .filter(|s| selection.includes(s.id()))
+    let steps: Vec<(StepId, &dyn Step)> = registry()
+        .iter()
+        .copied()
+        .filter(|(id, _)| selection.includes(*id))
         .collect();
     let event = if mode == Mode::Apply {
         "step_finished"
@@ -196,32 +218,32 @@ pub fn run(
     let preflight_failed = preflight.status == Status::Failed;
 
     // Ids of steps that failed (apply) or still have work (plan), for dependents.
-    let mut failed: Vec<&'static str> = Vec::new();
-    let mut pending: Vec<&'static str> = Vec::new();
-    for step in &steps {
+    let mut failed: Vec<StepId> = Vec::new();
+    let mut pending: Vec<StepId> = Vec::new();
+    for &(id, step) in &steps {
         let report = if preflight_failed {
             report(
-                step.id(),
+                id,
                 Status::Skipped,
                 Some("preflight failed".into()),
                 Duration::ZERO,
             )
         } else if let Some(dep) = step.needs().iter().find(|d| failed.contains(d)) {
             // Skipped for a failed dependency: blocks its own dependents too.
-            failed.push(step.id());
+            failed.push(id);
             report(
-                step.id(),
+                id,
                 Status::Skipped,
                 Some(format!("{dep} failed")),
                 Duration::ZERO,
             )
         } else {
             let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
-            run_step(host, settings, step.as_ref(), mode, waiting_on, reporter)
+            run_step(host, settings, id, step, mode, waiting_on, reporter)
         };
         match report.status {
-            Status::Failed => failed.push(step.id()),
-            Status::Pending => pending.push(step.id()),
+            Status::Failed => failed.push(id),
+            Status::Pending => pending.push(id),
             _ => {}
         }
         counts.add(report.status);
@@ -234,21 +256,22 @@ pub fn run(
 fn run_preflight(
     host: &Host,
     settings: &Settings,
-    steps: &[Box<dyn Step>],
+    steps: &[(StepId, &dyn Step)],
     mode: Mode,
     reporter: &Reporter,
 ) -> StepReport {
-    reporter.step_started("preflight");
+    let id = StepId::Preflight;
+    reporter.step_started(id.as_str());
     let started = Instant::now();
     let result = preflight_checks(host, settings, mode).and_then(|()| {
         steps
             .iter()
-            .try_for_each(|step| step.preflight(host, settings, mode))
+            .try_for_each(|(_, step)| step.preflight(host, settings, mode))
     });
     match result {
-        Ok(()) => report("preflight", Status::Ok, None, started.elapsed()),
+        Ok(()) => report(id, Status::Ok, None, started.elapsed()),
         Err(e) => report(
-            "preflight",
+            id,
             Status::Failed,
             Some(format!("{e:#}")),
             started.elapsed(),
@@ -265,7 +288,7 @@ fn preflight_checks(host: &Host, settings: &Settings, mode: Mode) -> Result<()> 
             return Err(crate::Error::NotRoot.into());
         }
         host.warn(
-            "preflight",
+            StepId::Preflight.as_str(),
             "not running as root: apply will refuse, and root-only files cannot be read",
         );
     }
@@ -304,13 +327,13 @@ pub fn require_tool(host: &Host, tool: &str, package: &str) -> Result<()> {
 fn run_step(
     host: &Host,
     settings: &Settings,
+    id: StepId,
     step: &dyn Step,
     mode: Mode,
-    waiting_on: Option<&str>,
+    waiting_on: Option<StepId>,
     reporter: &Reporter,
 ) -> StepReport {
-    let id = step.id();
-    reporter.step_started(id);
+    reporter.step_started(id.as_str());
     let started = Instant::now();
     let elapsed = || started.elapsed();
     // In a plan, a step after a pending one is judged after that one has
@@ -379,14 +402,9 @@ fn run_step(
     }
 }
 
-fn report(
-    id: &'static str,
-    status: Status,
-    reason: Option<String>,
-    duration: Duration,
-) -> StepReport {
+fn report(id: StepId, status: Status, reason: Option<String>, duration: Duration) -> StepReport {
     StepReport {
-        id,
+        id: id.as_str(),
         status,
         changes: Vec::new(),
         reason,

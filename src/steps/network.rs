@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Change, Mode, Settings, State, Step, require_tool};
+use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::edit::network::{self, MARKER, Proxy};
 use crate::edit::{diff, pem};
 use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::host::http::HttpNetwork;
+
+const ID: StepId = StepId::Network;
 
 pub struct Network;
 
@@ -113,7 +115,7 @@ pub fn configure_host(host: &Host, settings: &Settings, mode: Mode) -> Result<()
                     parsed.host, parsed.port
                 ));
                 if mode == Mode::Plan {
-                    host.warn("network", &format!("apply will fail: {e:#}"));
+                    host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
                 } else {
                     return Err(e);
                 }
@@ -295,10 +297,6 @@ fn docker_pids(host: &Host) -> Result<Vec<u32>> {
 }
 
 impl Step for Network {
-    fn id(&self) -> &'static str {
-        "network"
-    }
-
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
         if settings.profile.network.install_ca_system_wide {
             require_tool(host, "update-ca-certificates", "ca-certificates")?;
@@ -399,7 +397,7 @@ impl Step for Network {
                 done.push("restarted gitlab-runner gracefully".to_string());
             } else {
                 host.warn(
-                    self.id(),
+                    ID.as_str(),
                     &format!(
                         "gitlab-runner is still finishing running jobs after {} s; it was told to stop (SIGQUIT) and systemd starts it with the new settings when they end",
                         GRACEFUL_TIMEOUT.as_secs()
@@ -474,7 +472,10 @@ mod tests {
         let reporter = fake.reporter(Format::Json);
         let host = fake.host(reporter.clone());
         let selection = Selection {
-            only: only.iter().map(|s| s.to_string()).collect(),
+            only: only
+                .iter()
+                .map(|id| clap::ValueEnum::from_str(id, false).expect("a step id"))
+                .collect(),
             skip: Vec::new(),
         };
         let counts = run(&host, settings, &selection, mode, &reporter);

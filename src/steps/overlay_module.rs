@@ -39,10 +39,6 @@ fn filesystems(host: &Host) -> Result<String> {
 }
 
 impl Step for OverlayModule {
-    fn id(&self) -> &'static str {
-        "overlay-module"
-    }
-
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
         if !host.live {
             return Ok(());

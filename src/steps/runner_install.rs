@@ -3,10 +3,12 @@
 use anyhow::Result;
 
 use super::apt_repo::AptRepo;
-use super::{Change, Mode, Settings, State, Step, require_tool};
+use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::profile::Install;
+
+const ID: StepId = StepId::RunnerInstall;
 
 pub const PACKAGE: &str = "gitlab-runner";
 pub const ACCOUNT: &str = "gitlab-runner";
@@ -32,10 +34,6 @@ fn repo(settings: &Settings) -> AptRepo {
 }
 
 impl Step for RunnerInstall {
-    fn id(&self) -> &'static str {
-        "runner-install"
-    }
-
     fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
         if host.accounts.user(ACCOUNT)?.is_none() {
             require_tool(host, "useradd", "passwd")?;
@@ -46,7 +44,7 @@ impl Step for RunnerInstall {
             if let Err(e) = repo(settings).probe(host) {
                 let e = e.context("runner-install could not install gitlab-runner; check [runner.repository] and the network");
                 if mode != Mode::Apply {
-                    host.warn(self.id(), &format!("apply will fail: {e:#}"));
+                    host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
                     return Ok(());
                 }
                 return Err(e);
@@ -82,8 +80,8 @@ impl Step for RunnerInstall {
         if settings.profile.runner.install == Install::PackageRepo
             && !host.package_installed(PACKAGE)?
         {
-            done.extend(repo(settings).add_and_refresh(host, self.id())?);
-            host.apt_install(self.id(), &[PACKAGE])?;
+            done.extend(repo(settings).add_and_refresh(host, ID.as_str())?);
+            host.apt_install(ID.as_str(), &[PACKAGE])?;
             done.push(format!("installed package {PACKAGE}"));
         }
         if host.accounts.user(ACCOUNT)?.is_none() {

@@ -2,10 +2,12 @@
 
 use anyhow::Result;
 
-use super::{CONFIG_TOML, Change, Mode, Settings, State, Step};
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId};
 use crate::edit::runner_config;
 use crate::host::Host;
 use crate::host::command::Cmd;
+
+const ID: StepId = StepId::RunnerRegister;
 
 pub struct RunnerRegister;
 
@@ -32,12 +34,8 @@ fn describe_flow(settings: &Settings) -> &'static str {
 }
 
 impl Step for RunnerRegister {
-    fn id(&self) -> &'static str {
-        "runner-register"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["network", "runner-install"]
+    fn needs(&self) -> &'static [StepId] {
+        &[StepId::Network, StepId::RunnerInstall]
     }
 
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
@@ -64,7 +62,7 @@ impl Step for RunnerRegister {
                 "not registered: no runner {name} for {} in {CONFIG_TOML} and no token; put the token in RUNNER_TOKEN or a file given to --token-file, then run apply again",
                 runner.url
             );
-            host.warn(self.id(), &why);
+            host.warn(ID.as_str(), &why);
             return Ok(State::Skipped(why));
         }
         Ok(State::Pending(vec![Change::new(format!(

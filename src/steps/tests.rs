@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{IDS, Mode, Selection, run};
+use super::{Mode, Selection, StepId, registry, run};
 use crate::report::{Counts, Format, Reporter};
 use crate::steps::Settings;
 use crate::testing::FakeHost;
@@ -12,17 +12,33 @@ use crate::testing::FakeHost;
 const LEGACY: &str = "GR1348941legacyTokenValue42";
 const AUTH: &str = "glrt-auth.TokenValue0123456789";
 
-fn only(id: &str) -> Selection {
+/// Steps with nothing to change on a fresh Debian 12 host: network has no
+/// `[network]` to apply (its own tests cover it), docker-verify only checks.
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 2] = [StepId::Network, StepId::DockerVerify];
+
+/// Every step, preflight included: what a run reports on.
+fn reported() -> usize {
+    registry().len() + 1
+}
+
+fn changing_on_a_fresh_host() -> impl Iterator<Item = StepId> {
+    registry()
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !NOTHING_TO_DO_ON_A_FRESH_HOST.contains(id))
+}
+
+fn only(id: StepId) -> Selection {
     Selection {
-        only: vec![id.to_string()],
+        only: vec![id],
         skip: Vec::new(),
     }
 }
 
-fn skip(id: &str) -> Selection {
+fn skip(id: StepId) -> Selection {
     Selection {
         only: Vec::new(),
-        skip: vec![id.to_string()],
+        skip: vec![id],
     }
 }
 
@@ -44,7 +60,12 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
     let settings = fake.settings(Some(LEGACY));
     let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
     assert_eq!(first.failed, 0, "{}", out.captured());
-    assert_eq!(first.changed, 6, "{}", out.captured());
+    assert_eq!(
+        first.changed,
+        changing_on_a_fresh_host().count(),
+        "{}",
+        out.captured()
+    );
 
     let before = fake.snapshot();
     let commands_before = fake.commands().len();
@@ -85,11 +106,7 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
 
 #[test]
 fn every_step_converges_on_its_own() {
-    for id in IDS
-        .iter()
-        // network has nothing to do without [network]: its own tests cover it.
-        .filter(|id| !matches!(**id, "preflight" | "network" | "docker-verify"))
-    {
+    for id in changing_on_a_fresh_host() {
         let fake = FakeHost::debian12();
         let settings = fake.settings(Some(LEGACY));
         go(&fake, &settings, &skip(id), Mode::Apply);
@@ -169,7 +186,7 @@ fn malformed_config_toml_is_refused_before_any_change() {
     let settings = fake.settings(Some(LEGACY));
     let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1);
-    assert_eq!(counts.skipped, IDS.len() - 1);
+    assert_eq!(counts.skipped, reported() - 1);
     assert!(
         fake.commands().is_empty(),
         "nothing may run: {:?}",
@@ -326,7 +343,7 @@ fn stopped_docker_is_started_not_reinstalled() {
     go(&fake, &settings, &Selection::default(), Mode::Apply);
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
     let n = fake.commands().len();
-    let (counts, out) = go(&fake, &settings, &only("docker-install"), Mode::Apply);
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
     assert_eq!(counts.changed, 1, "{}", out.captured());
     let run: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
     assert_eq!(run, vec!["systemctl start docker"]);
@@ -342,7 +359,7 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
         "/proc/777/status",
         "Name:\tgitlab-runner\nUid:\t999\t999\t999\t999\nGroups:\t999\n",
     );
-    let (counts, out) = go(&fake, &settings, &only("docker-group"), Mode::Apply);
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerGroup), Mode::Apply);
     assert_eq!(
         (counts.changed, counts.failed),
         (1, 0),
@@ -357,7 +374,7 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
             "systemctl restart gitlab-runner"
         ]
     );
-    let (again, _) = go(&fake, &settings, &only("docker-group"), Mode::Plan);
+    let (again, _) = go(&fake, &settings, &only(StepId::DockerGroup), Mode::Plan);
     assert_eq!(again.pending, 0);
 }
 
@@ -420,7 +437,7 @@ fn docker_verify_diagnoses_permission_and_driver() {
     // Docker 20.10's `docker info --format` says only "nil pointer": the
     // diagnosis comes from the socket and the client's full message.
     let server = serve_info(&fake, "overlay2");
-    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Verify);
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
     server.join().expect("server");
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
     assert_eq!(counts.failed, 1);
@@ -440,9 +457,9 @@ fn docker_verify_diagnoses_permission_and_driver() {
         out.captured()
     );
 
-    go(&fake, &settings, &only("docker-group"), Mode::Apply);
+    go(&fake, &settings, &only(StepId::DockerGroup), Mode::Apply);
     fake.write("/etc/docker/daemon.json", "{}\n");
-    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Verify);
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
     assert_eq!(counts.failed, 1);
     assert!(
         out.captured().contains("storage driver vfs"),
@@ -451,7 +468,7 @@ fn docker_verify_diagnoses_permission_and_driver() {
     );
 
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
-    let (counts, out) = go(&fake, &settings, &only("docker-verify"), Mode::Apply);
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Apply);
     assert_eq!(counts.failed, 1);
     assert!(
         out.captured().contains("not running or not answering"),
@@ -519,7 +536,7 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
     let n = fake.commands().len();
 
     let server = serve_info(&fake, "overlay2");
-    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
     server.join().expect("server");
     assert_eq!(
         (plan.ok, plan.pending, plan.failed),
@@ -531,7 +548,7 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
 
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
     let server = serve_info(&fake, "vfs");
-    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
     server.join().expect("server");
     assert_eq!(plan.failed, 1, "{}", out.captured());
     assert!(
@@ -541,7 +558,7 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
     );
 
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
-    let (plan, out) = go(&fake, &settings, &only("docker-verify"), Mode::Plan);
+    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
     assert_eq!(plan.pending, 1, "no daemon: pending, {}", out.captured());
 }
 
@@ -558,7 +575,7 @@ fn an_unreachable_repository_is_refused_before_any_change() {
     );
     assert_eq!(
         (counts.failed, counts.skipped),
-        (1, IDS.len() - 1),
+        (1, reported() - 1),
         "{}",
         out.captured()
     );
@@ -612,4 +629,51 @@ fn an_interrupted_dpkg_is_finished_before_installing() {
         "{}",
         out.captured()
     );
+}
+
+#[test]
+fn the_registry_names_each_step_once_and_as_the_command_line_does() {
+    use clap::ValueEnum;
+    let ids: Vec<StepId> = registry().iter().map(|(id, _)| *id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert!(!ids[i + 1..].contains(id), "{id} registered twice");
+        let value = id.to_possible_value().expect("selectable");
+        assert_eq!(value.get_name(), id.as_str());
+        assert_eq!(StepId::from_str(id.as_str(), false), Ok(*id));
+    }
+    // The selectable ids are exactly the registered steps; preflight is neither.
+    assert_eq!(StepId::value_variants(), ids.as_slice());
+    assert!(StepId::Preflight.to_possible_value().is_none());
+    assert!(!ids.contains(&StepId::Preflight));
+    for (id, step) in registry() {
+        for need in step.needs() {
+            let position = |x: &StepId| ids.iter().position(|i| i == x);
+            assert!(
+                position(need) < position(id),
+                "{id} needs {need}, which must run before it"
+            );
+        }
+    }
+}
+
+#[test]
+fn selection_runs_only_and_leaves_out_skip() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &skip(StepId::DockerGroup), Mode::Plan);
+    let text = out.captured();
+    assert_eq!(
+        counts.ok + counts.pending + counts.skipped + counts.failed,
+        reported() - 1,
+        "{text}"
+    );
+    assert!(!text.contains("\"id\":\"docker-group\""), "{text}");
+    let (counts, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Plan);
+    let text = out.captured();
+    assert_eq!(
+        counts.ok + counts.pending,
+        2,
+        "preflight and the step: {text}"
+    );
+    assert!(text.contains("\"id\":\"overlay-module\""), "{text}");
 }

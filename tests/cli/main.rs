@@ -213,10 +213,6 @@ fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
             ],
             "cannot read token file",
         ),
-        (
-            vec!["apply".into(), "--only".into(), "docker-magic".into()],
-            "unknown step `docker-magic`",
-        ),
     ];
     let before = tree.snapshot();
     for (args, expected) in cases {
@@ -227,6 +223,33 @@ fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
         assert!(
             out.stderr.contains(expected),
             "{args:?} should say {expected:?}: {out}"
+        );
+    }
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}
+
+#[test]
+fn a_bad_step_id_is_a_usage_error_that_lists_the_steps() {
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    for args in [
+        ["apply", "--only", "docker-magic"],
+        ["apply", "--skip", "preflight"],
+        ["plan", "--only", ""],
+        ["verify", "--skip", "network,"],
+    ] {
+        let mut all = vec!["--root".to_string(), tree.path().display().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let out = run_binary(&all, None, &[]);
+        assert_eq!(out.code, 2, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains("runner-install") && out.stderr.contains("docker-verify"),
+            "{args:?} should list the steps: {out}"
+        );
+        assert!(
+            !out.stderr.contains("preflight,") && !out.stderr.contains(", preflight"),
+            "preflight cannot be chosen: {out}"
         );
     }
     assert_eq!(tree.snapshot(), before);

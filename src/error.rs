@@ -29,9 +29,13 @@ pub enum Error {
     #[error("`{tool}` was not found on PATH: install the package `{package}` and run again")]
     MissingTool { tool: String, package: String },
     #[error(
-        "{what} `{value}` is not a valid URL: give an http:// or https:// URL such as https://gitlab.example.com/"
+        "{what} `{value}` is not a valid URL: {reason}; give an http:// or https:// URL such as https://gitlab.example.com/"
     )]
-    BadUrl { what: &'static str, value: String },
+    BadUrl {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error(
         "tags cannot be set when registering with a runner authentication token (glrt-…): GitLab keeps them on the server; set them in the runner's settings in GitLab, or remove --tag-list / [runner] tags"
     )]

@@ -225,19 +225,49 @@ impl Profile {
                 check_url("the repository key_url", &repo.key_url)?;
             }
         }
-        if self.runner.executor.trim().is_empty() {
+        if !EXECUTORS.contains(&self.runner.executor.as_str()) {
             return Err(Error::BadSetting {
                 what: "executor",
-                value: String::new(),
-                allowed: "shell (or another GitLab Runner executor)",
+                value: self.runner.executor.escape_debug().to_string(),
+                allowed: "GitLab Runner's executors: shell (what this tool sets up), custom, docker, docker-autoscaler, docker-windows, docker+machine, instance, kubernetes, parallels, ssh, virtualbox",
             });
         }
-        if self.docker.storage_driver.trim().is_empty() {
+        if !STORAGE_DRIVERS.contains(&self.docker.storage_driver.as_str()) {
             return Err(Error::BadSetting {
                 what: "storage_driver",
-                value: String::new(),
-                allowed: "overlay2 (or another Docker storage driver)",
+                value: self.docker.storage_driver.escape_debug().to_string(),
+                allowed: "Docker's storage drivers: overlay2 (the default), fuse-overlayfs, btrfs, zfs, vfs, devicemapper, overlayfs, native",
             });
+        }
+        if self.docker.verify_timeout > MAX_VERIFY_TIMEOUT {
+            return Err(Error::BadSetting {
+                what: "verify_timeout (--verify-timeout)",
+                value: self.docker.verify_timeout.to_string(),
+                allowed: "seconds from 0 to 3600",
+            });
+        }
+        // Line and paragraph separators too: YAML and some logs break lines there.
+        if self
+            .runner
+            .name
+            .chars()
+            .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+            || self.runner.name.trim() != self.runner.name
+        {
+            return Err(Error::BadSetting {
+                what: "runner name (--name)",
+                value: self.runner.name.escape_debug().to_string(),
+                allowed: "a name without control characters, line breaks or leading or trailing spaces (empty: the host name)",
+            });
+        }
+        for tag in &self.runner.tags {
+            if tag.trim().is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
+                return Err(Error::BadSetting {
+                    what: "runner tag",
+                    value: tag.escape_debug().to_string(),
+                    allowed: "non-empty tags without commas or control characters",
+                });
+            }
         }
         self.validate_network()?;
         for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
@@ -327,25 +357,89 @@ fn plain_char(c: char) -> bool {
     c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '`' | '$' | ';' | '#')
 }
 
-/// An http(s) URL with a host, nothing more is needed to pass to gitlab-runner.
-fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
-    let bad = || Error::BadUrl {
-        what,
-        value: url.to_string(),
+/// An http(s) URL with a host and an optional port, and nothing that
+/// would land on gitlab-runner's argv unseen: credentials in a URL go on
+/// `register`'s command line and into config.toml, so they are refused (and
+/// never quoted back).
+pub(crate) fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
+    let bad = |reason: &str| {
+        let value = match url.split_once("://") {
+            Some((scheme, rest))
+                if rest
+                    .split(['/', '?', '#'])
+                    .next()
+                    .is_some_and(|a| a.contains('@')) =>
+            {
+                let after = rest.split_once('@').map_or("", |(_, host)| host);
+                format!("{scheme}://***@{after}")
+            }
+            _ => url.to_string(),
+        };
+        Error::BadUrl {
+            what,
+            value: value.escape_debug().to_string(),
+            reason: reason.to_string(),
+        }
     };
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(bad)?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty()
-        || host.starts_with(':')
-        || url.contains(|c: char| c.is_whitespace() || c.is_control())
+    if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains spaces or control characters"));
+    }
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(bad("the scheme must be http:// or https://"));
+    }
+    let uri: http::Uri = url.parse().map_err(|_| bad("it is not a URL"))?;
+    let authority = uri.authority().map_or("", http::uri::Authority::as_str);
+    if authority.contains('@') {
+        return Err(bad(
+            "it holds a user name or password (user:password@), which would end up on a command line and in config.toml",
+        ));
+    }
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err(bad("it has no host name"));
+    }
+    if let Some(port) = authority
+        .strip_prefix(host)
+        .and_then(|r| r.strip_prefix(':'))
     {
-        return Err(bad());
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err(bad("the port is not a number from 1 to 65535"));
+        }
     }
     Ok(())
 }
+
+/// GitLab Runner's executors, as its `executors/*` packages register them
+/// (`common.RegisterExecutorProvider`, GitLab Runner 17).
+pub const EXECUTORS: &[&str] = &[
+    "custom",
+    "docker",
+    "docker-autoscaler",
+    "docker-windows",
+    "docker+machine",
+    "instance",
+    "kubernetes",
+    "parallels",
+    "shell",
+    "ssh",
+    "virtualbox",
+];
+
+/// Docker's storage drivers (graph drivers, and the containerd snapshotters
+/// daemon.json can name when the containerd image store is on).
+pub const STORAGE_DRIVERS: &[&str] = &[
+    "overlay2",
+    "fuse-overlayfs",
+    "btrfs",
+    "zfs",
+    "vfs",
+    "devicemapper",
+    "overlayfs",
+    "native",
+];
+
+/// The longest docker-verify wait accepted: an hour.
+pub const MAX_VERIFY_TIMEOUT: u64 = 3600;
 
 #[cfg(test)]
 mod tests {
@@ -423,16 +517,76 @@ mod tests {
         ] {
             check_url("url", good).expect(good);
         }
-        for bad in [
-            "gitlab.com",
-            "ftp://gitlab.com/",
-            "https://",
-            "https:///x",
-            "https://gitlab .com/",
-            "",
+        for (bad, why) in [
+            ("gitlab.com", "scheme"),
+            ("ftp://gitlab.com/", "scheme"),
+            ("file:///srv/x", "scheme"),
+            ("https://", "not a URL"),
+            ("https:///x", "not a URL"),
+            ("https://gitlab .com/", "spaces"),
+            ("https://gitlab.com/\u{2028}", "spaces"),
+            ("", "scheme"),
+            ("https://:443/", "no host"),
+            ("https://gitlab.com:99999/", "port"),
+            ("https://gitlab.com:0/", "port"),
+            ("https://gitlab.com:12a/", "port"),
+            ("https://gitlab.com:/", "port"),
+            (
+                "https://user:hunter2secret@gitlab.com/",
+                "user name or password",
+            ),
+            ("https://tokenonly@gitlab.com/", "user name or password"),
         ] {
-            assert!(check_url("url", bad).is_err(), "{bad:?} should be refused");
+            let err = check_url("url", bad).expect_err(bad).to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+            assert!(
+                !err.contains("hunter2secret") && !err.contains("tokenonly"),
+                "{err}"
+            );
         }
+    }
+
+    fn refused(edit: impl Fn(&mut Profile)) -> String {
+        let mut profile = Profile::default();
+        edit(&mut profile);
+        profile.validate().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn settings_that_could_only_fail_later_are_refused() {
+        let err = refused(|p| p.runner.executor = "bogus".into());
+        assert!(
+            err.contains("`bogus`") && err.contains("docker+machine"),
+            "{err}"
+        );
+        let err = refused(|p| p.runner.executor = String::new());
+        assert!(err.contains("executor"), "{err}");
+        let err = refused(|p| p.docker.storage_driver = "overlay2 ".into());
+        assert!(
+            err.contains("`overlay2 `") && err.contains("overlay2 (the default)"),
+            "{err}"
+        );
+        let err = refused(|p| p.docker.storage_driver = "overlay3".into());
+        assert!(err.contains("storage_driver"), "{err}");
+        let err = refused(|p| p.docker.verify_timeout = u64::MAX);
+        assert!(
+            err.contains("18446744073709551615") && err.contains("0 to 3600"),
+            "{err}"
+        );
+        let err = refused(|p| p.runner.name = "a\nb".into());
+        assert!(err.contains("a\\nb"), "{err}");
+        let err = refused(|p| p.runner.name = "runner\u{2028}x".into());
+        assert!(err.contains("runner name"), "{err}");
+        let err = refused(|p| p.runner.tags = vec!["a,b".into()]);
+        assert!(err.contains("tag"), "{err}");
+        for executor in EXECUTORS {
+            let mut profile = Profile::default();
+            profile.runner.executor = (*executor).to_string();
+            profile.validate().expect(executor);
+        }
+        let mut profile = Profile::default();
+        profile.docker.verify_timeout = MAX_VERIFY_TIMEOUT;
+        profile.validate().expect("an hour");
     }
 
     #[test]

@@ -167,6 +167,12 @@ impl Host {
         if name.is_empty() {
             bail!("the host has no name: set [runner] name in the profile or --name");
         }
+        if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            bail!(
+                "the host name `{}` holds spaces or control characters: fix /etc/hostname, or set [runner] name in the profile or --name",
+                name.escape_debug()
+            );
+        }
         Ok(name)
     }
 

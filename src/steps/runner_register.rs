@@ -40,6 +40,8 @@ impl Step for RunnerRegister {
 
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
         runners(host)?;
+        // The name it would register under, before anything is installed.
+        settings.runner_name(host)?;
         let authentication = settings
             .token
             .as_ref()

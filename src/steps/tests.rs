@@ -241,6 +241,29 @@ fn tags_with_an_authentication_token_are_refused_before_any_change() {
 }
 
 #[test]
+fn a_host_without_a_name_is_refused_before_any_change_unless_a_name_is_given() {
+    let fake = FakeHost::debian12();
+    fake.write("/etc/hostname", "\n");
+    let before = fake.snapshot();
+    let settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+    assert_eq!(fake.snapshot(), before);
+    assert!(
+        out.captured()
+            .contains("set [runner] name in the profile or --name"),
+        "{}",
+        out.captured()
+    );
+
+    let mut named = settings.clone();
+    named.profile.runner.name = "build-1".to_string();
+    let (counts, out) = go(&fake, &named, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+}
+
+#[test]
 fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));

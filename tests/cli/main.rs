@@ -257,6 +257,49 @@ fn a_bad_step_id_is_a_usage_error_that_lists_the_steps() {
 }
 
 #[test]
+fn settings_that_could_only_fail_later_are_refused_before_any_change() {
+    let tree = FakeRoot::debian12();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--executor", "bogus"], "executor `bogus` is not one of"),
+        (
+            &["--url", "https://deploy:hunter2pass@gitlab.example.com/"],
+            "user name or password",
+        ),
+        (&["--url", "https://gitlab.example.com:70000/"], "port"),
+        (&["--url", "https://:443/"], "no host name"),
+        (
+            &["--url", "ftp://gitlab.example.com/"],
+            "http:// or https://",
+        ),
+        (
+            &["--storage-driver", "overlay2 "],
+            "storage_driver `overlay2 `",
+        ),
+        (&["--storage-driver", "aufs2"], "Docker's storage drivers"),
+        (
+            &["--verify-timeout", "18446744073709551615"],
+            "seconds from 0 to 3600",
+        ),
+        (&["--name", "a\u{2028}b"], "runner name"),
+    ];
+    let before = tree.snapshot();
+    for (args, expected) in cases {
+        let mut all = vec!["apply", "--yes", "--accept-docker-group-risk"];
+        all.extend_from_slice(args);
+        let out = tree.run(&all, Some(LEGACY), &[]);
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?} should say {expected:?}: {out}"
+        );
+        assert!(!out.stderr.contains("panicked"), "{out}");
+        assert!(!format!("{out}").contains("hunter2pass"), "{out}");
+    }
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty(), "{:?}", tree.log());
+}
+
+#[test]
 fn there_is_no_flag_that_takes_the_token() {
     let out = run_binary(
         &["apply".into(), "--token".into(), LEGACY.into()],

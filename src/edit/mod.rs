@@ -1,12 +1,14 @@
 //! Pure text transforms and parsers for the files runner-provision reads and
 //! edits: `/etc/modules`, GitLab Runner's `config.toml`, Docker's
 //! `daemon.json`, `/etc/os-release`, dpkg's status file, `/etc/group`,
-//! `/etc/passwd`, apt `.sources` files, and unified diffs for `plan`.
+//! `/etc/passwd`, apt `.sources` files and the entries of existing source
+//! files, and unified diffs for `plan`.
 //!
 //! Nothing here does I/O: every function takes the file's text and returns
 //! text or facts. Reading, writing and paths belong to `host::files`; callers
 //! add the path to errors as `anyhow` context.
 
+pub mod apt_entries;
 pub mod apt_source;
 pub mod daemon_json;
 pub mod diff;

@@ -330,10 +330,19 @@ impl SettingsArgs {
         }
         profile.validate()?;
         let token = match &self.token_file {
-            Some(path) => Some(Token::from_file(path)?),
+            Some(path) => {
+                let (token, warning) = Token::from_file(path)?;
+                if let Some(warning) = warning {
+                    global.reporter().warning(None, &warning);
+                }
+                Some(token)
+            }
             None => match std::env::var(TOKEN_ENV) {
-                Ok(value) if !value.trim().is_empty() => Some(Token::new(&value)?),
-                _ => None,
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(crate::Error::MalformedToken.into());
+                }
+                Ok(value) => Token::from_env_value(Some(&value))?,
             },
         };
         if let Some(token) = &token {

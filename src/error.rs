@@ -18,6 +18,10 @@ pub enum Error {
         "the runner token contains spaces or control characters: the file or variable must hold the token alone"
     )]
     MalformedToken,
+    #[error(
+        "the runner token is shorter than {min} characters, so it cannot be a GitLab token: check that the file or variable holds the whole token"
+    )]
+    ShortToken { min: usize },
     #[error("cannot read token file {}: {reason}; make it a file readable by root (for example mode 0600, owner root)", path.display())]
     TokenFile { path: PathBuf, reason: String },
     #[error("{0}")]

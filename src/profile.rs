@@ -173,6 +173,10 @@ impl Network {
     }
 }
 
+/// The largest profile file read: a profile is a few hundred bytes, and a
+/// cap keeps `--profile /dev/zero` from reading until memory runs out.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
 impl Profile {
     /// Loads a profile by embedded name or path; `None` is the default profile.
     /// Returns the profile and where it came from.
@@ -196,10 +200,12 @@ impl Profile {
                     .join(", "),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Profile {
-            path: spec.to_string(),
-            message: format!("cannot read it: {}", e.kind()),
-        })?;
+        let text = crate::secret::read_small_file(path, MAX_PROFILE_BYTES, "a profile")
+            .map_err(|reason| Error::Profile {
+                path: spec.to_string(),
+                message: format!("cannot read it: {reason}"),
+            })?
+            .contents;
         Ok((Self::parse(&text, spec)?, spec.to_string()))
     }
 
@@ -444,6 +450,23 @@ pub const MAX_VERIFY_TIMEOUT: u64 = 3600;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_that_are_no_regular_file_or_too_big_are_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat((MAX_PROFILE_BYTES + 1) as usize)).expect("write");
+        for (spec, reason) in [
+            ("/dev/zero".to_string(), "not a regular file"),
+            (fifo.display().to_string(), "not a regular file"),
+            (big.display().to_string(), "more than the 1048576 bytes"),
+        ] {
+            let err = Profile::load(Some(&spec)).expect_err("refused").to_string();
+            assert!(err.contains(reason) && err.contains(&spec), "{err}");
+        }
+    }
 
     #[test]
     fn every_embedded_profile_parses_and_validates() {

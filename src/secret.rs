@@ -17,25 +17,61 @@ const REDACTED: &str = "[redacted]";
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
+/// The largest token file or variable read: tokens are tens of bytes, and a
+/// cap keeps `--token-file /dev/zero` from reading until memory runs out.
+pub const MAX_TOKEN_BYTES: u64 = 4096;
+
+/// GitLab tokens are far longer; anything shorter than this is a typo or a
+/// truncated file, and redacting it would blank ordinary words.
+pub const MIN_TOKEN_CHARS: usize = 8;
+
 impl Token {
     pub fn new(value: &str) -> Result<Self, crate::Error> {
-        let value = value.trim();
+        // A BOM (Windows editors) would make a `glrt-` token look legacy.
+        let value = value.trim_start_matches('\u{feff}').trim();
         if value.is_empty() {
             return Err(crate::Error::EmptyToken);
         }
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(crate::Error::MalformedToken);
         }
+        if value.chars().count() < MIN_TOKEN_CHARS {
+            return Err(crate::Error::ShortToken {
+                min: MIN_TOKEN_CHARS,
+            });
+        }
         Ok(Self(value.to_string()))
     }
 
-    /// Reads the token from a file such as one cloud-init's `write_files` made.
-    pub fn from_file(path: &Path) -> Result<Self, crate::Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::TokenFile {
-            path: path.to_path_buf(),
-            reason: e.kind().to_string(),
+    /// The token from the `RUNNER_TOKEN` value, if it is set: an empty or
+    /// whitespace-only value is the same error as an empty token file.
+    pub fn from_env_value(value: Option<&str>) -> Result<Option<Self>, crate::Error> {
+        match value {
+            None | Some("") => Ok(None),
+            Some(value) => Self::new(value).map(Some),
+        }
+    }
+
+    /// Reads the token from a file such as one cloud-init's `write_files`
+    /// made. Only a regular file is read (a FIFO would block, a device
+    /// never end), at most [`MAX_TOKEN_BYTES`]. The second value is a
+    /// warning when group or others can read the file.
+    pub fn from_file(path: &Path) -> Result<(Self, Option<String>), crate::Error> {
+        let text = read_small_file(path, MAX_TOKEN_BYTES, "a token").map_err(|reason| {
+            crate::Error::TokenFile {
+                path: path.to_path_buf(),
+                reason,
+            }
         })?;
-        Self::new(&text)
+        let token = Self::new(&text.contents)?;
+        let warning = (text.mode & 0o077 != 0).then(|| {
+            format!(
+                "token file {} is readable by others (mode {:04o}): make it 0600, owned by root",
+                path.display(),
+                text.mode & 0o7777
+            )
+        });
+        Ok((token, warning))
     }
 
     /// `glrt-` tokens are runner authentication tokens (GitLab 15.10+ flow);
@@ -56,6 +92,50 @@ impl fmt::Debug for Token {
     }
 }
 
+/// A small text file read whole: its contents and mode.
+pub struct SmallFile {
+    pub contents: String,
+    pub mode: u32,
+}
+
+/// Reads a regular file of at most `cap` bytes without blocking on a FIFO
+/// (opened `O_NONBLOCK`, then checked to be a regular file before any read).
+/// The error is a reason to put after the path.
+pub fn read_small_file(path: &Path, cap: u64, what: &str) -> Result<SmallFile, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.kind().to_string())?;
+    let meta = file.metadata().map_err(|e| e.kind().to_string())?;
+    if !meta.is_file() {
+        return Err(format!(
+            "not a regular file; give the path of a file holding {what}"
+        ));
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "{} bytes, more than the {cap} bytes {what} can be",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    // Read one byte past the cap: a file that grows after the stat is caught too.
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.kind().to_string())?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("more than the {cap} bytes {what} can be"));
+    }
+    let contents = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    Ok(SmallFile {
+        contents,
+        mode: meta.mode(),
+    })
+}
+
 /// Replaces every known secret in a string. Cheap to clone; clones share the
 /// list, so a secret added once is redacted everywhere.
 #[derive(Clone, Default)]
@@ -64,14 +144,12 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Adds a token: the whole of it, and the 8-character prefix that
-    /// `gitlab-runner register` prints as `runner=…` (GitLab's short token).
+    /// Adds a token: the whole of it, and every shortened form GitLab
+    /// Runner prints of it (see [`shortened_forms`]).
     pub fn add_token(&self, token: &str) {
         self.add(token);
-        if token.len() >= 16 {
-            if let Some(prefix) = token.get(..8) {
-                self.add(prefix);
-            }
+        for short in shortened_forms(token) {
+            self.add(&short);
         }
     }
 
@@ -121,6 +199,65 @@ impl Redactor {
         }
         out
     }
+}
+
+/// Every shortened form of `token` that GitLab Runner's `ShortenToken`
+/// (helpers/shorten_token.go) has printed, across its versions: in
+/// `runner=…` log fields, build directory names and `list` output.
+///
+/// - before 16.0: the first 17 characters of a `GR` + 7-hex-digit token,
+///   else the first 8;
+/// - 16.x: after `glrt-` the 9 characters at 5..14; after `glrtr-` or
+///   `glcbt-` those at 6..15; otherwise as before;
+/// - 17.x and later: the prefixes `glrt-` (with an optional `t1_`..`t3_`
+///   partition), `t1_`..`t3_`, `glrtr-`, `glcbt-` and `GR` + 7 hex digits
+///   are stripped in that order, then the first 9 characters.
+pub fn shortened_forms(token: &str) -> Vec<String> {
+    fn head(s: &str, n: usize) -> Option<String> {
+        s.get(..n).map(str::to_string).filter(|h| h.len() == n)
+    }
+    fn gr_prefix(s: &str) -> Option<&str> {
+        let rest = s.strip_prefix("GR")?;
+        let hex = rest.get(..7)?;
+        hex.chars()
+            .all(|c| c.is_ascii_hexdigit())
+            .then(|| &rest[7..])
+    }
+    let mut forms = Vec::new();
+    if token.len() < MIN_TOKEN_CHARS {
+        return forms;
+    }
+    // Before 16.0 (and 16.x for tokens without a known prefix).
+    if gr_prefix(token).is_some() && token.len() >= 17 {
+        forms.extend(head(token, 17));
+    }
+    forms.extend(head(token, 8));
+    // 16.x.
+    for (prefix, at) in [("glrt-", 5), ("glrtr-", 6), ("glcbt-", 6)] {
+        if token.starts_with(prefix) {
+            forms.extend(token.get(at..(at + 9).min(token.len())).map(str::to_string));
+        }
+    }
+    // 17.x and later: the three patterns applied one after the other.
+    let mut rest = token;
+    if let Some(r) = rest.strip_prefix("glrt-") {
+        rest = ["t1_", "t2_", "t3_"]
+            .iter()
+            .find_map(|p| r.strip_prefix(p))
+            .unwrap_or(r);
+    } else if let Some(r) = ["t1_", "t2_", "t3_", "glrtr-"]
+        .iter()
+        .find_map(|p| rest.strip_prefix(p))
+    {
+        rest = r;
+    }
+    rest = rest.strip_prefix("glcbt-").unwrap_or(rest);
+    rest = gr_prefix(rest).unwrap_or(rest);
+    forms.push(rest.get(..9.min(rest.len())).unwrap_or(rest).to_string());
+    forms.retain(|f| !f.is_empty() && f != token);
+    forms.sort();
+    forms.dedup();
+    forms
 }
 
 /// `%XX` escapes decoded (invalid ones kept as written).
@@ -192,6 +329,120 @@ mod tests {
             redactor.redact("Registering runner... succeeded runner=GR134894"),
             "Registering runner... succeeded runner=[redacted]"
         );
+    }
+
+    /// Each case: a token and what every version of GitLab Runner's
+    /// ShortenToken prints for it (helpers/shorten_token.go).
+    #[test]
+    fn every_shortened_form_gitlab_runner_prints_is_known() {
+        let cases: &[(&str, &[&str])] = &[
+            // GR + 7 hex: old versions print 17 characters, 17.x strips the
+            // prefix and prints 9.
+            (
+                "GR1348941abcdefghijklmn",
+                &["GR134894", "GR1348941abcdefgh", "abcdefghi"],
+            ),
+            // glrt-: 16.x prints 5..14, 17.x the same after the prefix.
+            ("glrt-Zx9yW8vU7tS6rQ5p", &["Zx9yW8vU7", "glrt-Zx9"]),
+            // glrt- with a partition prefix (17.x strips both).
+            (
+                "glrt-t1_Zx9yW8vU7tS6rQ5p",
+                &["Zx9yW8vU7", "glrt-t1_", "t1_Zx9yW8"],
+            ),
+            ("glrtr-Zx9yW8vU7tS6rQ5p", &["Zx9yW8vU7", "glrtr-Zx"]),
+            ("t2_Zx9yW8vU7tS6rQ5p", &["Zx9yW8vU7", "t2_Zx9yW"]),
+            // No known prefix: 8 characters, then 9.
+            ("abcdefghijklmnop", &["abcdefgh", "abcdefghi"]),
+            // GR without 7 hex digits is no GR prefix.
+            ("GRzzzzzzzabcdefghijkl", &["GRzzzzzz", "GRzzzzzzz"]),
+        ];
+        for (token, expected) in cases {
+            assert_eq!(shortened_forms(token), *expected, "{token}");
+            let redactor = Redactor::default();
+            redactor.add_token(token);
+            for short in *expected {
+                let line = format!("runner={short} is alive");
+                assert_eq!(
+                    redactor.redact(&line),
+                    "runner=[redacted] is alive",
+                    "{token}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bom_is_stripped_and_short_tokens_are_refused() {
+        let token = Token::new("\u{feff}glrt-Zx9yW8vU7tS6rQ5p\r\n").expect("valid");
+        assert!(token.is_authentication_token());
+        assert_eq!(token.expose(), "glrt-Zx9yW8vU7tS6rQ5p");
+        for short in ["abc", "glrt-ab", "\u{feff}1234567"] {
+            assert!(
+                matches!(Token::new(short), Err(crate::Error::ShortToken { min: 8 })),
+                "{short}"
+            );
+        }
+        assert!(Token::new("12345678").is_ok());
+    }
+
+    #[test]
+    fn whitespace_only_variable_is_the_empty_token_error() {
+        assert!(matches!(Token::from_env_value(None), Ok(None)));
+        assert!(matches!(Token::from_env_value(Some("")), Ok(None)));
+        for blank in [" ", "\n", " \t\n", "\u{feff}"] {
+            assert!(
+                matches!(
+                    Token::from_env_value(Some(blank)),
+                    Err(crate::Error::EmptyToken)
+                ),
+                "{blank:?}"
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, " \n").expect("write");
+        assert!(matches!(
+            Token::from_file(&file),
+            Err(crate::Error::EmptyToken)
+        ));
+    }
+
+    #[test]
+    fn token_files_that_are_no_regular_file_or_too_big_are_refused_at_once() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let big = dir.path().join("big");
+        std::fs::write(&big, "a".repeat(MAX_TOKEN_BYTES as usize + 1)).expect("write");
+        let started = std::time::Instant::now();
+        for (path, reason) in [
+            (Path::new("/dev/zero"), "not a regular file"),
+            (fifo.as_path(), "not a regular file"),
+            (dir.path(), "not a regular file"),
+            (big.as_path(), "more than the 4096 bytes"),
+        ] {
+            let err = Token::from_file(path).expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains(reason), "{path:?}: {text}");
+            assert!(text.contains(&path.display().to_string()), "{text}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        let file = dir.path().join("token");
+        std::fs::write(&file, "glrt-Zx9yW8vU7tS6rQ5p\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let (token, warning) = Token::from_file(&file).expect("read");
+        assert_eq!(token.expose(), "glrt-Zx9yW8vU7tS6rQ5p");
+        assert_eq!(warning, None);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (_, warning) = Token::from_file(&file).expect("read");
+        let warning = warning.expect("warned");
+        assert!(
+            warning.contains("readable by others (mode 0644)"),
+            "{warning}"
+        );
+        assert!(!warning.contains("Zx9yW8"), "{warning}");
     }
 
     #[test]

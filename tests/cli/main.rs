@@ -300,6 +300,38 @@ fn settings_that_could_only_fail_later_are_refused_before_any_change() {
 }
 
 #[test]
+fn token_input_is_checked_before_any_change() {
+    let tree = FakeRoot::debian12();
+    let blank = tree.path().join("../blank-token");
+    std::fs::write(&blank, " \n").expect("write");
+    let root = tree.path().display().to_string();
+    let before = tree.snapshot();
+    let cases: Vec<(Vec<String>, Option<&str>, &str)> = vec![
+        (vec![], Some(" \t "), "the runner token is empty"),
+        (
+            vec!["--token-file".into(), blank.display().to_string()],
+            None,
+            "the runner token is empty",
+        ),
+        (
+            vec!["--token-file".into(), "/dev/zero".into()],
+            None,
+            "not a regular file",
+        ),
+        (vec![], Some("\u{feff}abc"), "shorter than 8 characters"),
+    ];
+    for (extra, token, expected) in cases {
+        let mut args = vec!["--root".to_string(), root.clone(), "apply".into()];
+        args.extend(extra.clone());
+        let out = run_binary(&args, token, &[]);
+        assert_eq!(out.code, 1, "{extra:?}: {out}");
+        assert!(out.stderr.contains(expected), "{extra:?}: {out}");
+    }
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}
+
+#[test]
 fn there_is_no_flag_that_takes_the_token() {
     let out = run_binary(
         &["apply".into(), "--token".into(), LEGACY.into()],

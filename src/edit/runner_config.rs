@@ -59,6 +59,16 @@ pub fn find<'a>(runners: &'a [Runner], url: &str, name: &str) -> Option<&'a Runn
         .find(|r| r.name == name && normalize_url(&r.url) == want)
 }
 
+/// The runners registered for `url` under any name, in file order (URLs
+/// compared as in [`find`]).
+pub fn at_url<'a>(runners: &'a [Runner], url: &str) -> Vec<&'a Runner> {
+    let want = normalize_url(url);
+    runners
+        .iter()
+        .filter(|r| normalize_url(&r.url) == want)
+        .collect()
+}
+
 /// The value of `key` in the runner's `environment`; the last entry wins when
 /// there are several, as it does in the job's shell.
 pub fn env_value<'a>(runner: &'a Runner, key: &str) -> Option<&'a str> {
@@ -586,6 +596,21 @@ shutdown_timeout = 0
         for (url, name, expected) in cases {
             let found = find(&all, url, name).map(|r| r.url.as_str());
             assert_eq!(found, *expected, "{url} {name}");
+        }
+    }
+
+    #[test]
+    fn at_url_cases() {
+        let all = ok(runners(REGISTERED));
+        let cases: &[(&str, &[&str])] = &[
+            ("https://gitlab.example.com/", &["build-1", "build-2"]),
+            ("HTTPS://gitlab.example.com", &["build-1", "build-2"]),
+            ("https://gitlab.com/", &[]),
+            ("https://gitlab.example.com/sub", &[]),
+        ];
+        for (url, expected) in cases {
+            let names: Vec<&str> = at_url(&all, url).iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, *expected, "{url}");
         }
     }
 

@@ -6,6 +6,8 @@
 //! assumption. After `apply`, the engine checks again: a step that still has
 //! work to do has failed, whatever its `apply` said.
 
+#[cfg(test)]
+mod adopt_tests;
 mod apt_repo;
 mod docker_driver;
 mod docker_group;

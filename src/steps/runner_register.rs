@@ -59,6 +59,12 @@ impl Step for RunnerRegister {
         if runner_config::find(&existing, &runner.url, &name).is_some() {
             return Ok(State::Done);
         }
+        let others = runner_config::at_url(&existing, &runner.url);
+        // The profile names no runner: one registered at its URL (by hand,
+        // as "My Runner") is this host's runner, whatever its name.
+        if runner.name.is_empty() && !others.is_empty() {
+            return Ok(State::Done);
+        }
         if settings.token.is_none() {
             let why = format!(
                 "not registered: no runner {name} for {} in {CONFIG_TOML} and no token; put the token in RUNNER_TOKEN or a file given to --token-file, then run apply again",
@@ -67,12 +73,42 @@ impl Step for RunnerRegister {
             host.warn(ID.as_str(), &why);
             return Ok(State::Skipped(why));
         }
-        Ok(State::Pending(vec![Change::new(format!(
+        let mut change = format!(
             "register runner {name} at {} (executor {}, with a {})",
             runner.url,
             runner.executor,
             describe_flow(settings)
-        ))]))
+        );
+        if !others.is_empty() {
+            let names: Vec<String> = others.iter().map(|r| format!("{:?}", r.name)).collect();
+            change.push_str(&format!(
+                "; the runner {} registered at this URL under another name stays as it is",
+                names.join(", ")
+            ));
+        }
+        Ok(State::Pending(vec![Change::new(change)]))
+    }
+
+    /// As `check`, and says which runner a profile without a name adopts.
+    fn plan_check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let state = self.check(host, settings)?;
+        let runner = &settings.profile.runner;
+        if state == State::Done && runner.name.is_empty() {
+            let existing = runners(host)?.unwrap_or_default();
+            let name = settings.runner_name(host)?;
+            if runner_config::find(&existing, &runner.url, &name).is_none() {
+                if let Some(adopted) = runner_config::at_url(&existing, &runner.url).first() {
+                    host.warn(
+                        ID.as_str(),
+                        &format!(
+                            "the runner {:?} registered at {} is taken as this host's runner (the profile names none); it is not registered again",
+                            adopted.name, runner.url
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(state)
     }
 
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {

@@ -102,10 +102,13 @@ impl Host {
             "/sbin",
             "/bin",
         ];
+        // Looked up inside the root: a link to an absolute path means that
+        // path in the tree, as it will for `chroot DIR`.
         PATHS
             .iter()
-            .map(|dir| self.files.resolve(&format!("{dir}/{tool}")))
-            .find(|p| p.is_file())
+            .map(|dir| format!("{dir}/{tool}"))
+            .find(|path| self.files.is_file(path))
+            .map(|path| self.files.resolve(&path))
     }
 
     /// The proxy and CA certificates the tool's own HTTP uses from now on.

@@ -65,12 +65,13 @@ impl Host {
             if !name.contains("_Packages") {
                 continue;
             }
-            let fresh =
-                std::fs::metadata(self.files.resolve(&format!("/var/lib/apt/lists/{name}")))
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age < DAY);
+            let fresh = self
+                .files
+                .modified(&format!("/var/lib/apt/lists/{name}"))
+                .ok()
+                .flatten()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < DAY);
             if fresh {
                 return Ok(true);
             }

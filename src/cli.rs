@@ -22,10 +22,21 @@ use crate::steps::{self, Selection, Settings, StepId};
 ///
 /// The runner token comes from the RUNNER_TOKEN environment variable or
 /// --token-file, never from a flag: argv is world-readable.
+/// `--version`'s long form: version, commit and the oldest glibc the binary
+/// runs on (see build.rs).
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("RUNNER_PROVISION_COMMIT"),
+    "\nglibc baseline: ",
+    env!("RUNNER_PROVISION_GLIBC"),
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "runner-provision",
     version,
+    long_version = LONG_VERSION,
     help_expected = true,
     propagate_version = true
 )]

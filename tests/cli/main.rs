@@ -388,6 +388,31 @@ fn profiles_list_show_and_completions() {
 }
 
 #[test]
+fn long_version_names_the_commit_and_the_glibc_baseline() {
+    let out = run_binary(&["--version".into()], None, &[]);
+    assert_eq!(out.code, 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(
+        lines[0],
+        concat!("runner-provision ", env!("CARGO_PKG_VERSION")),
+        "{out}"
+    );
+    let commit = lines[1].strip_prefix("commit: ").expect("a commit line");
+    assert!(!commit.is_empty(), "{out}");
+    let glibc = lines[2]
+        .strip_prefix("glibc baseline: ")
+        .expect("a glibc line");
+    assert!(
+        glibc.starts_with("2.") || glibc == "unknown",
+        "a glibc version: {out}"
+    );
+    // The short form stays one line.
+    let out = run_binary(&["-V".into()], None, &[]);
+    assert_eq!(out.stdout.lines().count(), 1, "{out}");
+}
+
+#[test]
 fn cloud_init_user_data_carries_the_token_only_in_its_file() {
     let out = run_binary(
         &[

@@ -25,7 +25,8 @@ pub struct Recorded {
 pub struct FakeRunner {
     root: PathBuf,
     pub recorded: Arc<Mutex<Recorded>>,
-    /// Commands whose program is listed here fail with this stderr.
+    /// Commands whose program is listed here fail with this stderr (only
+    /// the next one when it starts with `once:`).
     pub failing: Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -445,6 +446,13 @@ impl Runner for FakeRunner {
             .ok()
             .and_then(|f| f.iter().find(|(p, _)| p == cmd.program()).cloned())
         {
+            // `once:` fails the next such command only.
+            if let Some(stderr) = stderr.strip_prefix("once:") {
+                if let Ok(mut f) = self.failing.lock() {
+                    f.retain(|(p, _)| p != cmd.program());
+                }
+                return Ok(fail(stderr));
+            }
             return Ok(fail(&stderr));
         }
         Ok(self.simulate(cmd))

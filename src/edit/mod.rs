@@ -17,6 +17,7 @@ pub mod etc_group;
 pub mod etc_passwd;
 pub mod modules;
 pub mod network;
+pub mod openpgp;
 pub mod os_release;
 pub mod pem;
 pub mod runner_config;

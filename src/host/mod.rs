@@ -179,6 +179,14 @@ impl Host {
         Ok(name)
     }
 
+    /// Seconds since the epoch, for judging dates read from files (a
+    /// signing key's expiry).
+    pub fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }

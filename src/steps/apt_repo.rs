@@ -1,14 +1,20 @@
 //! An apt repository as a deb822 `.sources` file plus its signing key in
-//! /etc/apt/keyrings, the way GitLab's and Docker's install guides set them up.
+//! /etc/apt/keyrings, the way GitLab's and Docker's install guides set them up,
+//! unless a source already on the host defines it (any file, either format):
+//! that one is used as it is, or edited in place, never doubled.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use super::Change;
-use crate::edit::{apt_source, diff};
+use crate::edit::apt_entries::{self, Decision};
+use crate::edit::{apt_source, diff, openpgp};
 use crate::host::Host;
 use crate::profile::Repository;
+
+const SOURCES_LIST: &str = "/etc/apt/sources.list";
+const SOURCES_PARTS: &str = "/etc/apt/sources.list.d";
 
 pub struct AptRepo {
     /// File name stem: `gitlab-runner` → gitlab-runner.sources / gitlab-runner.asc.
@@ -44,54 +50,228 @@ impl AptRepo {
         })
     }
 
-    /// What would change: the source file (with a diff) and a missing key.
+    /// `{id}` and `{codename}` filled in from /etc/os-release.
+    fn fill(&self, host: &Host, text: &str) -> String {
+        let os = &host.os.release;
+        text.replace("{id}", &os.id)
+            .replace("{codename}", &os.version_codename)
+    }
+
+    /// Every file apt reads sources from, in apt's order.
+    fn source_files(host: &Host) -> Result<Vec<apt_entries::SourceFile>> {
+        let mut paths = vec![SOURCES_LIST.to_string()];
+        for name in host.files.list(SOURCES_PARTS)? {
+            paths.push(format!("{SOURCES_PARTS}/{name}"));
+        }
+        let mut files = Vec::new();
+        for path in paths {
+            if apt_entries::Format::of(&path).is_none() || host.files.is_dir(&path) {
+                continue;
+            }
+            if let Some(text) = host.files.read(&path)? {
+                files.push(apt_entries::SourceFile { path, text });
+            }
+        }
+        Ok(files)
+    }
+
+    /// How the host gets this repository: an entry already there (used as
+    /// it is, or its suite edited in place), or the tool's own file.
+    fn decision(&self, host: &Host) -> Result<Decision> {
+        let uri = self.fill(host, &self.repository.uri);
+        let suite = self.fill(host, &self.repository.suite);
+        let components = self.fill(host, &self.repository.components);
+        let wanted = apt_entries::Wanted {
+            uri: &uri,
+            suite: &suite,
+            components: &components,
+        };
+        let files = Self::source_files(host)?;
+        apt_entries::decide(&files, &wanted, &self.sources_path()).map_err(Into::into)
+    }
+
+    /// The keyring files the source in use names, or the tool's own key.
+    fn keyrings(&self, decision: &Decision) -> Vec<String> {
+        match decision {
+            Decision::Use { keyrings, .. } | Decision::Edit { keyrings, .. } => keyrings.clone(),
+            Decision::Write if self.repository.key_url.is_empty() => Vec::new(),
+            Decision::Write => vec![self.key_path()],
+        }
+    }
+
+    /// What would change: the source file (with a diff), a missing key, and
+    /// the tool's own earlier file when another now defines the repository.
     pub fn changes(&self, host: &Host) -> Result<Vec<Change>> {
         let mut changes = Vec::new();
-        let path = self.sources_path();
-        let current = host.files.read(&path)?.unwrap_or_default();
-        let wanted = self.render(host);
-        if current != wanted {
+        let decision = self.decision(host)?;
+        match &decision {
+            Decision::Use { .. } => {}
+            Decision::Edit { path, text, .. } => {
+                let current = host.files.read(path)?.unwrap_or_default();
+                changes.push(Change::file(
+                    format!(
+                        "set the suite of the existing apt source {path} to {} (edited in place)",
+                        self.fill(host, &self.repository.suite)
+                    ),
+                    diff::unified(path, &current, text),
+                ));
+            }
+            Decision::Write => {
+                let path = self.sources_path();
+                let current = host.files.read(&path)?.unwrap_or_default();
+                let wanted = self.render(host);
+                if current != wanted {
+                    changes.push(Change::file(
+                        format!("write apt source {path}"),
+                        diff::unified(&path, &current, &wanted),
+                    ));
+                }
+            }
+        }
+        if let Some(own) = self.own_to_remove(host, &decision)? {
             changes.push(Change::file(
-                format!("write apt source {path}"),
-                diff::unified(&path, &current, &wanted),
+                format!(
+                    "remove {}: {} already defines the repository (two definitions break apt-get update)",
+                    self.sources_path(),
+                    decision_path(&decision)
+                ),
+                diff::unified(&self.sources_path(), &own, ""),
             ));
         }
-        if !self.repository.key_url.is_empty() && !host.files.exists(&self.key_path()) {
-            changes.push(Change::new(format!(
-                "download the signing key {} to {}",
-                self.repository.key_url,
-                self.key_path()
-            )));
+        if !self.repository.key_url.is_empty() {
+            for keyring in self.keyrings(&decision) {
+                if !host.files.exists(&keyring) {
+                    changes.push(Change::new(format!(
+                        "download the signing key {} to {keyring}",
+                        self.key_url(host)
+                    )));
+                } else if let Some(expired) = self.expired(host, &keyring)? {
+                    changes.push(Change::new(format!(
+                        "download the signing key {} to {keyring} again: the key there expired on {} (apt would refuse the repository with EXPKEYSIG)",
+                        self.key_url(host),
+                        openpgp::date(expired)
+                    )));
+                }
+            }
         }
         Ok(changes)
     }
 
-    /// Writes key and source; returns what it did.
-    pub fn apply(&self, host: &Host) -> Result<Vec<String>> {
-        let mut done = Vec::new();
-        if !self.repository.key_url.is_empty() && !host.files.exists(&self.key_path()) {
-            host.progress(&format!("downloading {}", self.repository.key_url));
-            let key = host.fetch(&self.repository.key_url)?;
-            if !String::from_utf8_lossy(&key).contains("BEGIN PGP PUBLIC KEY BLOCK") {
-                anyhow::bail!(
-                    "{} is not an ASCII-armoured PGP public key; check [runner.repository] key_url",
-                    self.repository.key_url
-                );
+    /// When every key in `keyring` has expired, the latest expiry. A keyring
+    /// whose expiry cannot be read (another key format, damaged) is not
+    /// judged here: apt-get update says what is wrong with it.
+    fn expired(&self, host: &Host, keyring: &str) -> Result<Option<u64>> {
+        let Some(bytes) = host.files.read_bytes(keyring)? else {
+            return Ok(None);
+        };
+        let Ok(keys) = openpgp::keys(&bytes, keyring) else {
+            return Ok(None);
+        };
+        Ok(openpgp::all_expired(&keys, host.now())
+            .then(|| keys.iter().filter_map(|k| k.expires).max())
+            .flatten())
+    }
+
+    fn key_url(&self, host: &Host) -> String {
+        self.fill(host, &self.repository.key_url)
+    }
+
+    /// The text of the tool's own source when it is to be removed.
+    fn own_to_remove(&self, host: &Host, decision: &Decision) -> Result<Option<String>> {
+        match decision {
+            Decision::Use {
+                remove_own: true, ..
             }
-            host.files.create_dir("/etc/apt/keyrings", 0o755)?;
-            host.files.write_atomic(&self.key_path(), &key, 0o644)?;
-            done.push(format!("added signing key {}", self.key_path()));
+            | Decision::Edit {
+                remove_own: true, ..
+            } => host.files.read(&self.sources_path()),
+            _ => Ok(None),
         }
-        let path = self.sources_path();
-        let wanted = self.render(host);
-        if host.files.read(&path)?.as_deref() != Some(wanted.as_str()) {
-            host.files.create_dir("/etc/apt/sources.list.d", 0o755)?;
-            host.files
-                .write_atomic(&path, wanted.as_bytes(), 0o644)
-                .with_context(|| format!("adding the apt source {path}"))?;
-            done.push(format!("wrote apt source {path}"));
+    }
+
+    /// Writes what `changes` listed; returns what it did.
+    fn apply(&self, host: &Host, decision: &Decision, step: &str) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        if !self.repository.key_url.is_empty() {
+            for keyring in self.keyrings(decision) {
+                if !host.files.exists(&keyring) {
+                    self.fetch_key(host, &keyring)?;
+                    done.push(format!("added signing key {keyring}"));
+                } else if self.expired(host, &keyring)?.is_some() {
+                    host.warn(
+                        step,
+                        &format!(
+                            "the signing key {keyring} has expired: downloading it again from {}",
+                            self.key_url(host)
+                        ),
+                    );
+                    self.fetch_key(host, &keyring)?;
+                    done.push(format!("refreshed the expired signing key {keyring}"));
+                }
+            }
+        }
+        if self.own_to_remove(host, decision)?.is_some() {
+            host.files.remove(&self.sources_path())?;
+            done.push(format!(
+                "removed {}: {} defines the repository",
+                self.sources_path(),
+                decision_path(decision)
+            ));
+        }
+        match decision {
+            Decision::Use { .. } => {}
+            Decision::Edit { path, text, .. } => {
+                host.files
+                    .write_atomic(path, text.as_bytes(), 0o644)
+                    .with_context(|| format!("editing the apt source {path}"))?;
+                done.push(format!(
+                    "set the suite of {path} to {}",
+                    self.fill(host, &self.repository.suite)
+                ));
+            }
+            Decision::Write => {
+                let path = self.sources_path();
+                let wanted = self.render(host);
+                if host.files.read(&path)?.as_deref() != Some(wanted.as_str()) {
+                    host.files.create_dir(SOURCES_PARTS, 0o755)?;
+                    host.files
+                        .write_atomic(&path, wanted.as_bytes(), 0o644)
+                        .with_context(|| format!("adding the apt source {path}"))?;
+                    done.push(format!("wrote apt source {path}"));
+                }
+            }
         }
         Ok(done)
+    }
+
+    /// Downloads the key from `key_url` into `keyring`: as it comes (ASCII
+    /// armour) for `.asc`, de-armoured for any other name (apt reads a
+    /// binary keyring there, as `gpg --dearmor` writes it).
+    fn fetch_key(&self, host: &Host, keyring: &str) -> Result<()> {
+        let url = self.key_url(host);
+        host.progress(&format!("downloading {url}"));
+        let key = host.fetch(&url)?;
+        let text = String::from_utf8_lossy(&key);
+        let bytes = if keyring.ends_with(".asc") {
+            if !text.contains("BEGIN PGP PUBLIC KEY BLOCK") {
+                bail!("{url} is not an ASCII-armoured PGP public key; check the profile's key_url");
+            }
+            key.clone()
+        } else {
+            openpgp::dearmor(&text).with_context(|| {
+                format!(
+                    "{url} is not an ASCII-armoured PGP public key; check the profile's key_url"
+                )
+            })?
+        };
+        if let Some(dir) = keyring
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .filter(|d| !d.is_empty())
+        {
+            host.files.create_dir(dir, 0o755)?;
+        }
+        host.files.write_atomic(keyring, &bytes, 0o644)
     }
 
     /// Checks, before anything changes, that the repository answers: its
@@ -138,24 +318,71 @@ impl AptRepo {
             )))
     }
 
-    /// Writes key and source and updates apt's lists; when the update fails,
-    /// puts the source back as it was, so that an unreachable repository
-    /// does not break every later `apt-get update` on the host.
+    /// Makes the repository available and updates apt's lists from the
+    /// source file that serves it. When the update fails for the
+    /// repository's key (`EXPKEYSIG`, `NO_PUBKEY`: the key expired or was
+    /// rotated), downloads the key again from `key_url`, says so, and
+    /// retries once. When it still fails, every file this changed is put
+    /// back as it was (a source the tool added is removed), so an
+    /// unreachable repository does not break every later `apt-get update`.
     pub fn add_and_refresh(&self, host: &Host, step: &str) -> Result<Vec<String>> {
-        let path = self.sources_path();
-        let before = host.files.read(&path)?;
-        let key_before = host.files.exists(&self.key_path());
-        let done = self.apply(host)?;
-        if let Err(e) = host.apt_refresh(step, Some(&path)) {
-            match &before {
-                Some(text) => host.files.write_atomic(&path, text.as_bytes(), 0o644)?,
-                None => host.files.remove(&path)?,
+        let decision = self.decision(host)?;
+        let keyrings = self.keyrings(&decision);
+        let mut touched: Vec<String> = vec![self.sources_path()];
+        if let Decision::Edit { path, .. } = &decision {
+            touched.push(path.clone());
+        }
+        touched.extend(keyrings.iter().cloned());
+        let mut before = Vec::new();
+        for path in &touched {
+            before.push((path.clone(), host.files.read_bytes(path)?));
+        }
+        let mut done = self.apply(host, &decision, step)?;
+        let serving = match &decision {
+            Decision::Write => self.sources_path(),
+            other => decision_path(other).to_string(),
+        };
+        let mut result = host.apt_refresh(step, Some(&serving));
+        if let Err(e) = &result {
+            let message = format!("{e:#}");
+            let key_problem = message.contains("EXPKEYSIG") || message.contains("NO_PUBKEY");
+            if key_problem && !self.repository.key_url.is_empty() && !keyrings.is_empty() {
+                host.warn(
+                    step,
+                    &format!(
+                        "apt does not accept the signing key of {} (expired or replaced): downloading it again from {} into {} and retrying once",
+                        self.fill(host, &self.repository.uri),
+                        self.key_url(host),
+                        keyrings.join(", ")
+                    ),
+                );
+                for keyring in &keyrings {
+                    self.fetch_key(host, keyring)?;
+                    done.push(format!("refreshed the signing key {keyring}"));
+                }
+                result = host.apt_update(step, Some(&serving)).map_err(Into::into);
             }
-            if !key_before {
-                host.files.remove(&self.key_path())?;
+        }
+        if let Err(e) = result {
+            for (path, bytes) in &before {
+                match bytes {
+                    Some(bytes) => host.files.write_atomic(path, bytes, 0o644)?,
+                    None if host.files.exists(path) => host.files.remove(path)?,
+                    None => {}
+                }
             }
-            return Err(e.context(format!("updating apt's lists with {path} (removed again)")));
+            return Err(e.context(format!(
+                "updating apt's lists with {serving} (files put back as they were)"
+            )));
         }
         Ok(done)
+    }
+}
+
+/// The source file a decision keeps or edits.
+fn decision_path(decision: &Decision) -> &str {
+    match decision {
+        Decision::Use { path, .. } | Decision::Edit { path, .. } => path,
+        Decision::Write => "",
     }
 }

@@ -182,6 +182,10 @@ struct ApplyArgs {
     /// token in cloud-init's stored copies of the user data
     #[arg(long)]
     forget_token: bool,
+    /// Seconds to wait for another apply on this host (or root) to finish
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    lock_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -463,6 +467,13 @@ impl ApplyArgs {
                 return Ok(1);
             }
         }
+        // One apply at a time; held until this run ends (forgetting the token included).
+        let _lock = run
+            .host
+            .lock_apply(std::time::Duration::from_secs(self.lock_timeout))?;
+        // What the plan read may have changed while the question was open
+        // (or while another apply held the lock): read it again.
+        run.host.files.forget();
         let counts = run.steps(Mode::Apply);
         if self.forget_token {
             let token_file = self.settings.token_file.as_deref();

@@ -439,6 +439,14 @@ impl Files {
         Ok(())
     }
 
+    /// Opens a folder (inside the root) to take a lock on.
+    pub fn open_dir(&self, path: &str) -> Result<std::fs::File> {
+        let fd = self
+            .open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+            .with_context(|| format!("opening {path}"))?;
+        Ok(std::fs::File::from(fd))
+    }
+
     /// Every regular file below `path`, not following symbolic links;
     /// empty when `path` does not exist.
     pub fn walk(&self, path: &str) -> Result<Vec<String>> {

@@ -6,6 +6,7 @@ pub mod command;
 pub mod docker_api;
 pub mod files;
 pub mod http;
+pub mod lock;
 pub mod os;
 pub mod packages;
 pub mod services;

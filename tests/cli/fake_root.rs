@@ -26,6 +26,14 @@ impl fmt::Display for Out {
 }
 
 impl Out {
+    pub fn from_output(out: std::process::Output) -> Self {
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// A count from the JSON summary event.
     pub fn summary(&self, field: &str) -> u64 {
         let line = self
@@ -241,6 +249,44 @@ impl FakeRoot {
         let script_args = ["-q", "-e", "-c", &quoted.join(" "), "/dev/null"].map(str::to_string);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         run_with_input("script", &script_args, &env, Some(answer))
+    }
+
+    /// Starts the binary at a terminal (as [`FakeRoot::run_at_terminal`])
+    /// with its standard input and output piped to the test.
+    pub fn spawn_at_terminal(&self, args: &[&str], token: Option<&str>) -> std::process::Child {
+        let (argv, env) = self.invocation(args, token);
+        let quoted: Vec<String> =
+            std::iter::once(env!("CARGO_BIN_EXE_runner-provision").to_string())
+                .chain(argv)
+                .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+                .collect();
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+            .env_remove("RUNNER_TOKEN")
+            .env_remove("RUNNER_PROVISION_PROFILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("script")
+    }
+
+    /// Starts the binary on this tree without waiting for it.
+    pub fn spawn(&self, args: &[&str], token: Option<&str>) -> std::process::Child {
+        let (argv, env) = self.invocation(args, token);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner-provision"));
+        cmd.args(argv)
+            .env_remove("RUNNER_TOKEN")
+            .env_remove("RUNNER_PROVISION_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn")
     }
 
     pub fn apply(&self, extra: &[&str], token: Option<&str>) -> Out {

@@ -497,3 +497,112 @@ fn at_a_terminal_apply_shows_the_plan_and_asks_first() {
         "nothing to ask when converged: {converged}"
     );
 }
+
+#[test]
+fn a_second_apply_waits_for_the_first_saying_who_holds_the_lock_then_gives_up() {
+    let tree = FakeRoot::debian12();
+    std::fs::create_dir_all(tree.path().join("run")).expect("mkdir");
+    let lock = std::fs::File::open(tree.path().join("run")).expect("open");
+    lock.lock().expect("lock");
+    let before = tree.snapshot();
+    let started = std::time::Instant::now();
+    let out = tree.apply(&["--lock-timeout", "1"], Some(LEGACY));
+    assert_eq!(out.code, 1, "{out}");
+    let holder = format!("process {}", std::process::id());
+    assert!(
+        out.stderr.contains(&holder) || out.stdout.contains(&holder),
+        "names the holder: {out}"
+    );
+    assert!(out.stdout.contains("waiting up to 1 s"), "{out}");
+    assert!(out.stderr.contains("--lock-timeout"), "{out}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(tree.snapshot(), before, "nothing changed while locked out");
+    assert!(tree.log().is_empty(), "{:?}", tree.log());
+
+    // plan and verify take no lock.
+    let plan = tree.run(&["plan"], None, &[]);
+    assert_eq!(plan.code, 0, "{plan}");
+    drop(lock);
+    let out = tree.apply(&["--lock-timeout", "1"], Some(LEGACY));
+    assert_eq!(out.code, 0, "{out}");
+}
+
+#[test]
+fn two_applies_at_once_register_once_and_both_end_converged() {
+    for _ in 0..3 {
+        let tree = FakeRoot::debian12();
+        let args = [
+            "apply",
+            "--yes",
+            "--accept-docker-group-risk",
+            "--output",
+            "json",
+        ];
+        let first = tree.spawn(&args, Some(LEGACY));
+        let second = tree.spawn(&args, Some(LEGACY));
+        for child in [first, second] {
+            let out = fake_root::Out::from_output(child.wait_with_output().expect("wait"));
+            assert_eq!(out.code, 0, "{out}");
+        }
+        let config = tree.read("etc/gitlab-runner/config.toml");
+        assert_eq!(config.matches("[[runners]]").count(), 1, "{config}");
+        let registrations = tree
+            .log()
+            .iter()
+            .filter(|l| l.contains("gitlab-runner register"))
+            .count();
+        assert_eq!(registrations, 1, "{:?}", tree.log());
+        let leftovers: Vec<_> = tree
+            .snapshot()
+            .into_iter()
+            .filter(|(p, _)| p.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn an_edit_made_while_the_question_is_open_is_kept() {
+    use std::io::{Read, Write};
+    if fake_root::run_program("script", &["--version".to_string()], &[]).code != 0 {
+        println!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let tree = FakeRoot::debian12();
+    // Only overlay-module: no command runs between the question and the
+    // write that could make the tool read the file again by chance.
+    let mut child = tree.spawn_at_terminal(
+        &[
+            "apply",
+            "--accept-docker-group-risk",
+            "--only",
+            "overlay-module",
+        ],
+        Some(LEGACY),
+    );
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Apply these changes?") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "no question: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The operator edits a file the plan read, then answers yes.
+    tree.write("etc/modules", "# /etc/modules\nloop\nbr_netfilter\n");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"y\n")
+        .expect("answer");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{rest}");
+    assert_eq!(
+        tree.read("etc/modules"),
+        "# /etc/modules\nloop\nbr_netfilter\noverlay\n",
+        "the edit is kept and overlay added after it"
+    );
+}

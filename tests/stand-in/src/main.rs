@@ -28,6 +28,7 @@ mod register;
 mod runners;
 mod service;
 mod token;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -235,7 +236,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &[String]) -> Outcome {
         }
         "run" => service::run_service(ctx, sub_args),
         "list" => runners::list(ctx, sub_args),
-        "verify" => runners::verify(ctx, sub_args),
+        "verify" => verify::verify(ctx, sub_args),
         "unregister" => runners::unregister(ctx, sub_args),
         "help" | "h" => {
             ctx.out.out(APP_HELP);

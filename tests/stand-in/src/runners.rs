@@ -1,4 +1,4 @@
-//! `list`, `verify` and `unregister`: the commands that read and rewrite the
+//! `list` and `unregister` (and `verify`'s flags): the commands that read and rewrite the
 //! `[[runners]]` of an existing config.toml.
 
 use std::path::PathBuf;
@@ -64,29 +64,6 @@ pub fn list(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 ("Token", field(r, "token")),
                 ("URL", field(r, "url")),
             ],
-        );
-    }
-    Ok(())
-}
-
-/// Every runner "is valid": there is no server to ask.
-pub fn verify(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let p = crate::parse_flags(ctx, "verify", VERIFY_FLAGS, args)?;
-    crate::user_mode_warning(ctx, false);
-    let path = config_path(ctx, &p);
-    let cfg = load(&path)?;
-    let (name, url, tok) = (p.string("name"), p.string("url"), p.string("token"));
-    for r in cfg.runners() {
-        if (!name.is_empty() && field(r, "name") != name)
-            || (!url.is_empty() && field(r, "url") != url)
-            || (!tok.is_empty() && field(r, "token") != tok)
-        {
-            continue;
-        }
-        ctx.out.log(
-            Level::Info,
-            "Verifying runner... is valid",
-            &[("runner", token::short(&field(r, "token")))],
         );
     }
     Ok(())

@@ -299,3 +299,78 @@ fn version_block() {
     run(&mut c, &["-v"]).expect("version");
     assert!(c.out.stdout_text().contains("OS/Arch:      linux/amd64"));
 }
+
+fn verify_with(config: &Path, server: &Path, extra: &[&str]) -> (Ctx, Result<(), Exit>) {
+    let server = server.display().to_string();
+    let mut c = ctx(&[("GITLAB_RUNNER_STAND_IN_SERVER", &server)]);
+    let cfg = config.display().to_string();
+    let mut args = vec!["verify", "--config", &cfg];
+    args.extend_from_slice(extra);
+    let r = run(&mut c, &args);
+    (c, r)
+}
+
+#[test]
+fn verify_reports_alive_deleted_and_unreachable_as_17_4_does() {
+    let (dir, path) = temp_config();
+    let (_, r) = register_shell(
+        &path,
+        &[("REGISTRATION_TOKEN", "GR1348941regtoken")],
+        &["--name", "legacy"],
+    );
+    assert_eq!(r, Ok(()));
+    let (_, r) = register_shell(
+        &path,
+        &[("CI_SERVER_TOKEN", "glrt-abcdefghijklmnopqrst")],
+        &["--name", "modern"],
+    );
+    assert_eq!(r, Ok(()));
+    let server = dir.path().join("server");
+    std::fs::create_dir_all(&server).expect("mkdir");
+
+    let (c, r) = verify_with(&path, &server, &[]);
+    assert_eq!(r, Ok(()));
+    let err = c.out.stderr_text();
+    assert!(err.contains("Verifying runner... is alive"), "{err}");
+    assert!(err.contains("Verifying runner... is valid"), "{err}");
+    assert!(!err.contains("abcdefghijklmnopqrst"), "{err}");
+
+    std::fs::write(server.join("deleted-runners"), "modern\n").expect("write");
+    let before = std::fs::read(&path).expect("config");
+    let (c, r) = verify_with(&path, &server, &[]);
+    assert_eq!(r, Err(Exit::Fatal("Failed to verify runners".into())));
+    assert!(
+        c.out.stderr_text().contains("Verifying runner... is not valid"),
+        "{}",
+        c.out.stderr_text()
+    );
+    assert_eq!(std::fs::read(&path).expect("config"), before, "no --delete: untouched");
+
+    std::fs::write(server.join("deleted-runners"), "legacy\n").expect("write");
+    let (c, r) = verify_with(&path, &server, &[]);
+    assert!(r.is_err());
+    assert!(
+        c.out
+            .stderr_text()
+            .contains("ERROR: Verifying runner... is removed"),
+        "{}",
+        c.out.stderr_text()
+    );
+
+    let (c, r) = verify_with(&path, &server, &["--delete"]);
+    assert_eq!(r, Ok(()), "{}", c.out.stderr_text());
+    let left = std::fs::read_to_string(&path).expect("config");
+    assert!(!left.contains("\"legacy\""), "{left}");
+    assert!(left.contains("\"modern\""), "{left}");
+
+    std::fs::write(server.join("unreachable"), "").expect("write");
+    let (c, r) = verify_with(&path, &server, &[]);
+    assert_eq!(r, Ok(()), "a client error still counts as verified");
+    assert!(
+        c.out
+            .stderr_text()
+            .contains("ERROR: Verifying runner... client error"),
+        "{}",
+        c.out.stderr_text()
+    );
+}

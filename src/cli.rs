@@ -121,6 +121,9 @@ struct SettingsArgs {
     /// Seconds docker-verify waits for the daemon to answer
     #[arg(long, value_name = "SECS")]
     verify_timeout: Option<u64>,
+    /// Do not build the throwaway image that docker-build uses to prove a job can build
+    #[arg(long)]
+    skip_build: bool,
     /// Proxy for HTTP requests: http://[user:password@]host:port
     #[arg(long, value_name = "URL", env = "RUNNER_PROVISION_HTTP_PROXY")]
     http_proxy: Option<String>,
@@ -315,6 +318,9 @@ impl SettingsArgs {
         }
         if let Some(secs) = self.verify_timeout {
             docker.verify_timeout = secs;
+        }
+        if self.skip_build {
+            docker.build_check = false;
         }
         let network = &mut profile.network;
         if let Some(url) = &self.http_proxy {

@@ -100,8 +100,12 @@ pub struct Docker {
     pub group_members: Vec<String>,
     pub accept_group_risk: bool,
     pub storage_driver: String,
-    /// Seconds docker-verify waits for the daemon to answer.
+    /// Seconds docker-verify waits for the daemon to answer (and docker-build
+    /// for its build).
     pub verify_timeout: u64,
+    /// Build a throwaway image as a job would (docker-build); false or
+    /// `--skip-build` turns it off.
+    pub build_check: bool,
 }
 
 impl Default for Docker {
@@ -112,6 +116,7 @@ impl Default for Docker {
             accept_group_risk: false,
             storage_driver: "overlay2".to_string(),
             verify_timeout: 60,
+            build_check: true,
         }
     }
 }

@@ -87,6 +87,9 @@ pub struct Reporter {
     verbosity: i8,
     redactor: Redactor,
     spinner: Mutex<Option<ProgressBar>>,
+    /// Facts the running step found (a build's driver and time, each
+    /// runner's answer from GitLab), reported with its end.
+    details: Mutex<serde_json::Map<String, Value>>,
     /// Where lines go when not to stdout (tests read them back).
     captured: Option<Mutex<String>>,
 }
@@ -100,6 +103,7 @@ impl Reporter {
             verbosity,
             redactor,
             spinner: Mutex::new(None),
+            details: Mutex::default(),
             captured: None,
         }
     }
@@ -194,6 +198,14 @@ impl Reporter {
         }
     }
 
+    /// A fact the running step found, shown with its end: `details` in
+    /// JSON, a `  key: value` line for people.
+    pub fn detail(&self, key: &str, value: Value) {
+        if let Ok(mut d) = self.details.lock() {
+            d.insert(key.to_string(), value);
+        }
+    }
+
     /// The end of a step in `apply`, or its state in `plan` and `verify`.
     pub fn step_finished(&self, event: &str, step: &StepReport) {
         if let Ok(mut s) = self.spinner.lock() {
@@ -201,6 +213,11 @@ impl Reporter {
                 bar.finish_and_clear();
             }
         }
+        let details = self
+            .details
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default();
         match self.format {
             Format::Json => {
                 let mut value = json!({
@@ -213,6 +230,9 @@ impl Reporter {
                 });
                 if !step.diffs.is_empty() {
                     value["diff"] = Value::String(step.diffs.concat());
+                }
+                if !details.is_empty() {
+                    value["details"] = Value::Object(details);
                 }
                 self.event(value);
             }
@@ -230,6 +250,18 @@ impl Reporter {
                     head.push_str(&format!(" [{:.1}s]", step.duration.as_secs_f64()));
                 }
                 self.line(&head);
+                for (key, value) in &details {
+                    match value {
+                        Value::String(text) => self.line(&format!("  {key}: {text}")),
+                        Value::Object(map) => {
+                            for (name, v) in map {
+                                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                                self.line(&format!("  {key} {name}: {v}"));
+                            }
+                        }
+                        other => self.line(&format!("  {key}: {other}")),
+                    }
+                }
                 for change in &step.changes {
                     self.line(&format!("  - {change}"));
                 }

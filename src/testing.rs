@@ -390,6 +390,7 @@ impl FakeRunner {
                 ok("")
             }
             ["runuser", "-l", user, "-c", script] => self.docker_as(user, script),
+            ["su", "-s", "/bin/bash", user, "-c", "bash -l"] => self.build_as(user, cmd),
             _ => fail(&format!("fake runner: no simulation for {}", cmd.display())),
         }
     }
@@ -432,6 +433,45 @@ impl FakeRunner {
                 ok(&format!("{driver}\n"))
             }
         }
+    }
+}
+
+impl FakeRunner {
+    /// A job's `docker build` as `user`: fails as Docker does when the daemon
+    /// is down, the user may not open the socket or the data root is full
+    /// (the file /var/lib/docker/FULL in the fake tree); else prints the
+    /// script's marks with the driver that daemon.json selects.
+    fn build_as(&self, user: &str, cmd: &Cmd) -> Output {
+        let script = cmd.stdin.clone().unwrap_or_default();
+        if !script.contains("docker build") {
+            return fail("fake runner: a job script without docker build");
+        }
+        if read(&self.root, "/run/docker.pid").is_empty() {
+            return fail(
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            );
+        }
+        if !self.in_docker_group(user) {
+            return fail(
+                "Got permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
+            );
+        }
+        if self.root.join("var/lib/docker/FULL").exists() {
+            return Output {
+                code: Some(1),
+                stdout: "Sending build context to Docker daemon  3.072kB\nStep 1/2 : FROM scratch\n ---> \nStep 2/2 : COPY probe /probe\nfailed to copy files: no space left on device\n".into(),
+                stderr: String::new(),
+                timed_out: false,
+            };
+        }
+        let driver = if read(&self.root, "/etc/docker/daemon.json").contains("overlay2") {
+            "overlay2"
+        } else {
+            "vfs"
+        };
+        ok(&format!(
+            "Step 1/2 : FROM scratch\nSuccessfully built 0123456789ab\nrunner-provision-build:build_ms=42\nrunner-provision-build:driver={driver}\n"
+        ))
     }
 }
 

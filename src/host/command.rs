@@ -19,6 +19,8 @@ pub struct Cmd {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
+    /// Text given on stdin (a script for a shell); `None`: stdin is empty.
+    pub stdin: Option<String>,
 }
 
 impl Cmd {
@@ -27,6 +29,7 @@ impl Cmd {
             argv: vec![program.to_string()],
             env: Vec::new(),
             timeout: None,
+            stdin: None,
         }
     }
 
@@ -48,6 +51,12 @@ impl Cmd {
     /// never on the argv.
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Gives `text` to the child on stdin (never a secret: it is not redacted).
+    pub fn stdin(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(text.into());
         self
     }
 
@@ -123,13 +132,16 @@ impl Runner for DuctRunner {
     fn run(&self, cmd: &Cmd) -> std::io::Result<Output> {
         let mut expr = duct::cmd(&cmd.argv[0], &cmd.argv[1..])
             .env_remove(crate::secret::TOKEN_ENV)
-            .stdin_null()
             .stdout_capture()
             .stderr_capture()
             .unchecked();
         for (k, v) in &cmd.env {
             expr = expr.env(k, v);
         }
+        expr = match &cmd.stdin {
+            Some(text) => expr.stdin_bytes(text.as_bytes()),
+            None => expr.stdin_null(),
+        };
         let handle = expr.start()?;
         let (output, timed_out) = match cmd.timeout {
             None => (handle.wait()?.clone(), false),
@@ -199,6 +211,7 @@ impl Commands {
                 let mut wrapped = Cmd::new("chroot").arg(dir.clone()).args(cmd.argv.clone());
                 wrapped.env = cmd.env.clone();
                 wrapped.timeout = cmd.timeout;
+                wrapped.stdin = cmd.stdin.clone();
                 wrapped
             }
             None => cmd,

@@ -85,6 +85,11 @@ impl Host {
             .warning(Some(step), &self.redactor.redact(message));
     }
 
+    /// A fact the running step found, reported with its end (JSON `details`).
+    pub fn detail(&self, key: &str, value: serde_json::Value) {
+        self.reporter.detail(key, value);
+    }
+
     /// Progress text for the step that is running (spinner message or a plain line at -v).
     pub fn progress(&self, message: &str) {
         self.reporter.progress(&self.redactor.redact(message));

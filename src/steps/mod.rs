@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod adopt_tests;
 mod apt_repo;
+mod docker_build;
 mod docker_driver;
 mod docker_group;
 mod docker_install;
@@ -146,6 +147,8 @@ registry! {
     DockerDriver = "docker-driver" => docker_driver::DockerDriver,
     /// `docker info` as the runner's account answers with the expected driver
     DockerVerify = "docker-verify" => docker_verify::DockerVerify,
+    /// A throwaway image built FROM scratch as a shell-executor job would build it
+    DockerBuild = "docker-build" => docker_build::DockerBuild,
 }
 
 impl std::fmt::Display for StepId {

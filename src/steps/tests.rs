@@ -13,8 +13,10 @@ const LEGACY: &str = "GR1348941legacyTokenValue42";
 const AUTH: &str = "glrt-auth.TokenValue0123456789";
 
 /// Steps with nothing to change on a fresh Debian 12 host: network has no
-/// `[network]` to apply (its own tests cover it), docker-verify only checks.
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 2] = [StepId::Network, StepId::DockerVerify];
+/// `[network]` to apply (its own tests cover it), docker-verify and
+/// docker-build only check.
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 3] =
+    [StepId::Network, StepId::DockerVerify, StepId::DockerBuild];
 
 /// Every step, preflight included: what a run reports on.
 fn reported() -> usize {
@@ -87,8 +89,11 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
         .collect();
     assert_eq!(
         spawned,
-        vec!["runuser -l gitlab-runner -c 'docker info --format '\\''{{.Driver}}'\\'''"],
-        "a converged apply spawns only docker info"
+        vec![
+            "runuser -l gitlab-runner -c 'docker info --format '\\''{{.Driver}}'\\'''",
+            "su -s /bin/bash gitlab-runner -c 'bash -l'"
+        ],
+        "a converged apply spawns only docker info and the job's build"
     );
 
     let config = fake.read("/etc/gitlab-runner/config.toml");
@@ -699,4 +704,58 @@ fn selection_runs_only_and_leaves_out_skip() {
         "preflight and the step: {text}"
     );
     assert!(text.contains("\"id\":\"overlay-module\""), "{text}");
+}
+
+#[test]
+fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Verify);
+    let text = out.captured();
+    assert_eq!((counts.ok, counts.failed), (2, 0), "{text}");
+    let event = text
+        .lines()
+        .find(|l| l.contains("\"step_checked\"") && l.contains("docker-build"))
+        .expect("docker-build event");
+    let event: serde_json::Value = serde_json::from_str(event).expect("json");
+    assert_eq!(event["details"]["driver"], "overlay2", "{event}");
+    assert!(event["details"]["build_ms"].is_u64(), "{event}");
+    let build = fake
+        .commands()
+        .into_iter()
+        .rev()
+        .find(|c| c.program() == "su")
+        .expect("the build ran through su, as the shell executor starts a job");
+    let script = build.stdin.unwrap_or_default();
+    assert!(
+        script.contains("export 'DOCKER_DRIVER=overlay2'"),
+        "the runner's environment reaches the job: {script}"
+    );
+
+    fake.write("/var/lib/docker/FULL", "");
+    let n = fake.commands().len();
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Verify);
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(out.captured().contains("disk full"), "{}", out.captured());
+    assert!(
+        fake.commands()[n..]
+            .iter()
+            .any(|c| c.display().contains("label=runner-provision.build-check")),
+        "a failed build looks for leftovers: {:?}",
+        fake.commands()
+    );
+
+    let mut off = settings.clone();
+    off.profile.docker.build_check = false;
+    let n = fake.commands().len();
+    let (counts, out) = go(&fake, &off, &only(StepId::DockerBuild), Mode::Verify);
+    assert_eq!(
+        (counts.skipped, counts.failed),
+        (1, 0),
+        "{}",
+        out.captured()
+    );
+    assert_eq!(fake.commands().len(), n, "turned off: nothing spawned");
 }

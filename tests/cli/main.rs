@@ -126,9 +126,10 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     assert_eq!(out.code, 0, "{out}");
     let out = tree.run(&["verify"], Some(LEGACY), &[]);
     assert_eq!(out.code, 0, "{out}");
-    // Offline root: docker-verify is skipped; verify counts no changes.
+    // Offline root: docker-verify and docker-build are skipped; verify
+    // counts no changes.
     assert!(
-        out.stdout.contains("summary: 8 ok, 1 skipped, 0 failed"),
+        out.stdout.contains("summary: 8 ok, 2 skipped, 0 failed"),
         "{out}"
     );
 }

@@ -340,11 +340,17 @@ fn verify_reports_alive_deleted_and_unreachable_as_17_4_does() {
     let (c, r) = verify_with(&path, &server, &[]);
     assert_eq!(r, Err(Exit::Fatal("Failed to verify runners".into())));
     assert!(
-        c.out.stderr_text().contains("Verifying runner... is not valid"),
+        c.out
+            .stderr_text()
+            .contains("Verifying runner... is not valid"),
         "{}",
         c.out.stderr_text()
     );
-    assert_eq!(std::fs::read(&path).expect("config"), before, "no --delete: untouched");
+    assert_eq!(
+        std::fs::read(&path).expect("config"),
+        before,
+        "no --delete: untouched"
+    );
 
     std::fs::write(server.join("deleted-runners"), "legacy\n").expect("write");
     let (c, r) = verify_with(&path, &server, &[]);

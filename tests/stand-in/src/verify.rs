@@ -102,8 +102,11 @@ pub fn verify(ctx: &mut Ctx, args: &[String]) -> Outcome {
         let ok = match server.answer(&r_name) {
             Answer::Alive => {
                 let word = if glrt { "is valid" } else { "is alive" };
-                ctx.out
-                    .log(Level::Info, &format!("Verifying runner... {word}"), &[short]);
+                ctx.out.log(
+                    Level::Info,
+                    &format!("Verifying runner... {word}"),
+                    &[short],
+                );
                 true
             }
             Answer::Deleted if glrt => {
@@ -155,9 +158,8 @@ pub fn verify(ctx: &mut Ctx, args: &[String]) -> Outcome {
         k
     });
     config::normalize(&mut cfg);
-    config::write_atomic(&path, config::encode(&cfg).as_bytes()).map_err(|e| {
-        Exit::Fatal(format!("Failed to update {} {e}", path.display()))
-    })?;
+    config::write_atomic(&path, config::encode(&cfg).as_bytes())
+        .map_err(|e| Exit::Fatal(format!("Failed to update {} {e}", path.display())))?;
     ctx.out.info(&format!("Updated {}", path.display()));
     Ok(())
 }

@@ -106,6 +106,14 @@ pub struct Docker {
     /// Build a throwaway image as a job would (docker-build); false or
     /// `--skip-build` turns it off.
     pub build_check: bool,
+    /// The other engine's package already installed (docker-ce where the
+    /// source says distro, docker.io where it says docker-ce) is kept as
+    /// Docker Engine unless this is true: then the source's packages are
+    /// installed and apt removes the other engine (the packages conflict).
+    pub replace_engine: bool,
+    /// Docker's apt repository for `source = "docker-ce"`; default: Docker's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Repository>,
 }
 
 impl Default for Docker {
@@ -117,6 +125,20 @@ impl Default for Docker {
             storage_driver: "overlay2".to_string(),
             verify_timeout: 60,
             build_check: true,
+            replace_engine: false,
+            repository: None,
+        }
+    }
+}
+
+impl Repository {
+    /// Docker's own repository, as docs.docker.com sets it up.
+    pub fn docker() -> Self {
+        Self {
+            uri: "https://download.docker.com/linux/{id}".to_string(),
+            suite: "{codename}".to_string(),
+            components: "stable".to_string(),
+            key_url: "https://download.docker.com/linux/{id}/gpg".to_string(),
         }
     }
 }
@@ -224,10 +246,14 @@ impl Profile {
     /// Checks what can be checked without the host. Errors say how to fix.
     pub fn validate(&self) -> Result<(), Error> {
         check_url("the GitLab URL", &self.runner.url)?;
-        if let Some(repo) = &self.runner.repository {
+        for (section, repo) in [
+            ("[runner.repository] uri and suite", &self.runner.repository),
+            ("[docker.repository] uri and suite", &self.docker.repository),
+        ] {
+            let Some(repo) = repo else { continue };
             if repo.uri.trim().is_empty() || repo.suite.trim().is_empty() {
                 return Err(Error::BadSetting {
-                    what: "[runner.repository] uri and suite",
+                    what: section,
                     value: format!("{} {}", repo.uri, repo.suite),
                     allowed: "a non-empty apt URI and suite (\"./\" for a flat repository)",
                 });

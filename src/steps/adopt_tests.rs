@@ -405,3 +405,91 @@ fn a_key_that_still_fails_puts_every_file_back() {
     );
     assert!(!fake.root().join(OWN.trim_start_matches('/')).exists());
 }
+
+#[test]
+fn the_engine_already_there_is_kept_unless_the_profile_asks_to_replace_it() {
+    use crate::profile::DockerSource;
+    let cases = [
+        (DockerSource::Distro, "docker-ce", "docker.io"),
+        (
+            DockerSource::DockerCe,
+            "docker.io",
+            "docker-ce docker-ce-cli containerd.io",
+        ),
+    ];
+    for (source, installed, wanted) in cases {
+        let fake = FakeHost::debian12();
+        fake.install(&[installed]);
+        let mut settings = fake.settings(Some(LEGACY));
+        settings.profile.docker.source = source;
+        let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+        let text = out.captured();
+        assert_eq!((plan.pending, plan.failed), (0, 0), "{source:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{installed} is installed: it is kept as Docker Engine instead of the profile's {wanted}"
+            )),
+            "{source:?}: {text}"
+        );
+        let (apply, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
+        assert_eq!(
+            (apply.changed, apply.failed),
+            (0, 0),
+            "{source:?}: {}",
+            out.captured()
+        );
+        assert!(
+            !fake.commands().iter().any(|c| c.program() == "apt-get"),
+            "{source:?}: nothing installed"
+        );
+
+        settings.profile.docker.replace_engine = true;
+        let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+        let text = out.captured();
+        assert_eq!(plan.pending, 1, "{source:?}: {text}");
+        assert!(
+            text.contains(&format!("install {wanted}")),
+            "{source:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn dockers_own_source_by_hand_is_used_for_docker_ce() {
+    let fake = FakeHost::debian12();
+    fake.write("/srv/docker/dists/bookworm/InRelease", "signed\n");
+    let key = fake.root().join("srv/docker/gpg");
+    std::fs::write(&key, NEW_KEY).expect("key");
+    fake.write("/etc/apt/keyrings/docker.asc", NEW_KEY);
+    // Docker's instructions: docker.list, arch= and signed-by, no slash.
+    let list = "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] file:/srv/docker bookworm stable\n";
+    fake.write("/etc/apt/sources.list.d/docker.list", list);
+    let mut settings = fake.settings(Some(LEGACY));
+    settings.profile.docker.source = crate::profile::DockerSource::DockerCe;
+    settings.profile.docker.repository = Some(crate::profile::Repository {
+        uri: "file:/srv/docker/".to_string(),
+        suite: "{codename}".to_string(),
+        components: "stable".to_string(),
+        key_url: format!("file:{}", key.display()),
+    });
+    let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let text = out.captured();
+    assert_eq!((plan.pending, plan.failed), (1, 0), "{text}");
+    assert!(
+        text.contains("install docker-ce docker-ce-cli containerd.io"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("apt source") && !text.contains("signing key"),
+        "{text}"
+    );
+    let (apply, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
+    assert_eq!(apply.failed, 0, "{}", out.captured());
+    assert_eq!(fake.read("/etc/apt/sources.list.d/docker.list"), list);
+    assert!(
+        !fake
+            .root()
+            .join("etc/apt/sources.list.d/docker.sources")
+            .exists()
+    );
+}

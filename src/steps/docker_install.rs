@@ -24,43 +24,58 @@ pub fn docker_packages(source: DockerSource) -> &'static [&'static str] {
     }
 }
 
-/// Docker's own repository, as docs.docker.com sets it up.
-fn docker_ce_repo() -> AptRepo {
-    AptRepo {
-        name: "docker",
-        repository: Repository {
-            uri: "https://download.docker.com/linux/{id}".to_string(),
-            suite: "{codename}".to_string(),
-            components: "stable".to_string(),
-            key_url: "https://download.docker.com/linux/{id}/gpg".to_string(),
-        },
+/// The engine package of the other source: what a host set up by hand may
+/// run instead of the profile's (the two conflict in apt).
+fn other_engine(source: DockerSource) -> &'static str {
+    match source {
+        DockerSource::Distro => "docker-ce",
+        DockerSource::DockerCe => "docker.io",
     }
 }
 
 struct Found {
     missing: Vec<&'static str>,
+    /// The other engine, installed and kept in place of the profile's.
+    kept: Option<&'static str>,
     enabled: bool,
     running: bool,
 }
 
 fn probe(host: &Host, settings: &Settings) -> Result<Found> {
+    let docker = &settings.profile.docker;
     let mut missing = Vec::new();
-    for package in docker_packages(settings.profile.docker.source) {
+    for package in docker_packages(docker.source) {
         if !host.package_installed(package)? {
             missing.push(*package);
         }
     }
+    let mut kept = None;
+    let other = other_engine(docker.source);
+    if !missing.is_empty() && !docker.replace_engine && host.package_installed(other)? {
+        // Installing the profile's packages would make apt remove the
+        // running engine: the one there is Docker Engine for this host.
+        missing.clear();
+        kept = Some(other);
+    }
     Ok(Found {
         missing,
+        kept,
         enabled: host.service_enabled("docker")?,
         running: host.live && host.pidfile_running(PIDFILE, "dockerd")?,
     })
 }
 
-fn repo_for(host: &Host) -> AptRepo {
-    let mut repo = docker_ce_repo();
-    repo.repository.key_url = repo.repository.key_url.replace("{id}", &host.os.release.id);
-    repo
+/// Docker's repository: the profile's `[docker.repository]`, or Docker's own.
+fn repo_for(settings: &Settings) -> AptRepo {
+    AptRepo {
+        name: "docker",
+        repository: settings
+            .profile
+            .docker
+            .repository
+            .clone()
+            .unwrap_or_else(Repository::docker),
+    }
 }
 
 impl Step for DockerInstall {
@@ -75,7 +90,7 @@ impl Step for DockerInstall {
             && mode != Mode::Verify
             && !probe(host, settings)?.missing.is_empty()
         {
-            if let Err(e) = repo_for(host).probe(host) {
+            if let Err(e) = repo_for(settings).probe(host) {
                 if mode == Mode::Plan {
                     host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
                     return Ok(());
@@ -86,12 +101,27 @@ impl Step for DockerInstall {
         Ok(())
     }
 
+    /// As `check`, with a note when the host's other engine is kept.
+    fn plan_check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let found = probe(host, settings)?;
+        if let Some(kept) = found.kept {
+            let wanted = docker_packages(settings.profile.docker.source).join(" ");
+            host.warn(
+                ID.as_str(),
+                &format!(
+                    "{kept} is installed: it is kept as Docker Engine instead of the profile's {wanted} (installing those would make apt remove it); set [docker] replace_engine = true to replace it"
+                ),
+            );
+        }
+        self.check(host, settings)
+    }
+
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         let found = probe(host, settings)?;
         let mut changes = Vec::new();
         if !found.missing.is_empty() {
             if settings.profile.docker.source == DockerSource::DockerCe {
-                changes.extend(repo_for(host).changes(host)?);
+                changes.extend(repo_for(settings).changes(host)?);
             }
             changes.push(Change::new(format!("install {}", found.missing.join(" "))));
         }
@@ -109,7 +139,7 @@ impl Step for DockerInstall {
         let found = probe(host, settings)?;
         if !found.missing.is_empty() {
             if settings.profile.docker.source == DockerSource::DockerCe {
-                done.extend(repo_for(host).add_and_refresh(host, ID.as_str())?);
+                done.extend(repo_for(settings).add_and_refresh(host, ID.as_str())?);
             } else {
                 host.apt_refresh(ID.as_str(), None)?;
             }

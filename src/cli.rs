@@ -13,7 +13,7 @@ use crate::cloud_init;
 use crate::host::Host;
 use crate::host::command::DuctRunner;
 use crate::profile::{DockerSource, EMBEDDED, Profile};
-use crate::report::{Format, Reporter};
+use crate::report::{Format, Reporter, Status};
 use crate::secret::{Redactor, TOKEN_ENV, Token};
 use crate::steps::{self, Selection, Settings, StepId};
 
@@ -160,6 +160,10 @@ struct SettingsArgs {
     /// Read the runner token from this file (else from RUNNER_TOKEN)
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Fail (instead of skipping runner-register) when the host ends
+    /// without a registered runner for this URL and name
+    #[arg(long, env = "RUNNER_PROVISION_REQUIRE_REGISTRATION")]
+    require_registration: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -315,6 +319,9 @@ impl SettingsArgs {
         }
         if self.accept_docker_group_risk {
             docker.accept_group_risk = true;
+        }
+        if self.require_registration {
+            profile.runner.require_registration = true;
         }
         if let Some(secs) = self.verify_timeout {
             docker.verify_timeout = secs;
@@ -480,17 +487,49 @@ impl ApplyArgs {
         // What the plan read may have changed while the question was open
         // (or while another apply held the lock): read it again.
         run.host.files.forget();
-        let counts = run.steps(Mode::Apply);
+        let (counts, statuses) = steps::run_with_statuses(
+            &run.host,
+            &run.settings,
+            &run.selection,
+            Mode::Apply,
+            &run.reporter,
+        );
+        let mut failed = counts.failed > 0;
         if self.forget_token {
+            let registered = statuses.iter().any(|(id, status)| {
+                *id == StepId::RunnerRegister && matches!(status, Status::Ok | Status::Changed)
+            });
             let token_file = self.settings.token_file.as_deref();
-            for file in
-                cloud_init::forget_token(&run.host, run.settings.token.as_ref(), token_file)?
-            {
+            let forgotten = cloud_init::forget_token(
+                &run.host,
+                run.settings.token.as_ref(),
+                token_file,
+                registered,
+            )?;
+            if forgotten.kept {
+                run.reporter.warning(
+                    None,
+                    &format!(
+                        "the runner is not registered yet: the token is kept in {} (root only) for the next boot or apply, and forgotten once registered",
+                        cloud_init::KEPT_TOKEN_PATH
+                    ),
+                );
+            }
+            for file in &forgotten.cleaned {
                 run.reporter
                     .warning(None, &format!("overwrote the runner token in {file}"));
             }
+            for (file, reason) in &forgotten.unsafe_files {
+                run.reporter.warning(
+                    None,
+                    &format!(
+                        "{file} still holds the runner token: {reason}; delete the file by hand"
+                    ),
+                );
+                failed = true;
+            }
         }
-        Ok(if counts.failed > 0 { 1 } else { 0 })
+        Ok(if failed { 1 } else { 0 })
     }
 }
 

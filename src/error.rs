@@ -41,6 +41,10 @@ pub enum Error {
         reason: String,
     },
     #[error(
+        "registration is required but there is no runner {name} for {url} in /etc/gitlab-runner/config.toml and no token: put the token in RUNNER_TOKEN or a file given to --token-file (a cloud-init boot keeps it in /var/lib/runner-provision/token until registered), or set require_registration = false for an image that registers later"
+    )]
+    RegistrationRequired { name: String, url: String },
+    #[error(
         "tags cannot be set when registering with a runner authentication token (glrt-…): GitLab keeps them on the server; set them in the runner's settings in GitLab, or remove --tag-list / [runner] tags"
     )]
     TagsWithAuthToken,

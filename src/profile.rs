@@ -42,6 +42,10 @@ pub struct Runner {
     pub install: Install,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<Repository>,
+    /// Ending without a registered runner for this URL and name is a
+    /// failure, not a skip (the rendered cloud-init user data sets it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_registration: bool,
 }
 
 impl Default for Runner {
@@ -53,6 +57,7 @@ impl Default for Runner {
             tags: Vec::new(),
             install: Install::PackageRepo,
             repository: None,
+            require_registration: false,
         }
     }
 }

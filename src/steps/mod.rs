@@ -204,6 +204,19 @@ pub fn run(
     mode: Mode,
     reporter: &Reporter,
 ) -> Counts {
+    run_with_statuses(host, settings, selection, mode, reporter).0
+}
+
+/// [`run`], and how each step ended (for what follows the run, such as
+/// forgetting the token only once the runner is registered).
+pub fn run_with_statuses(
+    host: &Host,
+    settings: &Settings,
+    selection: &Selection,
+    mode: Mode,
+    reporter: &Reporter,
+) -> (Counts, Vec<(StepId, Status)>) {
+    let mut statuses = Vec::new();
     let started = Instant::now();
     let steps: Vec<(StepId, &dyn Step)> = registry()
         .iter()
@@ -252,10 +265,11 @@ pub fn run(
             _ => {}
         }
         counts.add(report.status);
+        statuses.push((id, report.status));
         reporter.step_finished(event, &report);
     }
     reporter.summary(&counts, started.elapsed(), mode);
-    counts
+    (counts, statuses)
 }
 
 fn run_preflight(

@@ -65,6 +65,13 @@ impl Step for RunnerRegister {
         if runner.name.is_empty() && !others.is_empty() {
             return Ok(State::Done);
         }
+        if settings.token.is_none() && runner.require_registration {
+            return Err(crate::Error::RegistrationRequired {
+                name,
+                url: runner.url.clone(),
+            }
+            .into());
+        }
         if settings.token.is_none() {
             let why = format!(
                 "not registered: no runner {name} for {} in {CONFIG_TOML} and no token; put the token in RUNNER_TOKEN or a file given to --token-file, then run apply again",

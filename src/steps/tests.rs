@@ -365,6 +365,33 @@ fn without_a_token_registration_is_skipped_with_a_hint_and_verify_fails() {
 }
 
 #[test]
+fn when_registration_is_required_ending_unregistered_is_a_failure() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(None);
+    settings.profile.runner.require_registration = true;
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(
+        out.captured().contains("registration is required"),
+        "{}",
+        out.captured()
+    );
+    // With the token the same profile registers, and later runs (no token,
+    // a matching runner) are ok.
+    let mut with_token = fake.settings(Some(LEGACY));
+    with_token.profile = settings.profile.clone();
+    let (counts, out) = go(&fake, &with_token, &Selection::default(), Mode::Apply);
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(
+        (counts.failed, counts.changed),
+        (0, 0),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
 fn stopped_docker_is_started_not_reinstalled() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));

@@ -333,6 +333,71 @@ fn token_input_is_checked_before_any_change() {
 }
 
 #[test]
+fn forget_token_keeps_the_token_until_the_runner_is_registered() {
+    let tree = FakeRoot::debian12();
+    let token_file = tree.path().join("../first-boot-token");
+    std::fs::write(&token_file, format!("{LEGACY}\n")).expect("write");
+    let token_file = token_file.display().to_string();
+    // A first boot that fails before registering: a preflight refusal.
+    let first = tree.run(
+        &[
+            "apply",
+            "--yes",
+            "--require-registration",
+            "--token-file",
+            &token_file,
+            "--forget-token",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(first.code, 1, "{first}");
+    assert!(
+        first.stderr.contains("--accept-docker-group-risk")
+            || first.stdout.contains("--accept-docker-group-risk"),
+        "{first}"
+    );
+    assert!(
+        std::path::Path::new(&token_file).exists(),
+        "the token file stays: {first}"
+    );
+    let kept = "var/lib/runner-provision/token";
+    assert_eq!(tree.read(kept), format!("{LEGACY}\n"));
+    assert_eq!(tree.mode(kept), 0o600);
+    assert!(!format!("{first}").contains(LEGACY), "{first}");
+    // The next boot: /run is empty, the kept copy registers and is forgotten.
+    std::fs::remove_file(&token_file).expect("reboot");
+    let kept_path = tree.path().join(kept).display().to_string();
+    let second = tree.apply(
+        &[
+            "--require-registration",
+            "--token-file",
+            &kept_path,
+            "--forget-token",
+        ],
+        None,
+    );
+    assert_eq!(second.code, 0, "{second}");
+    assert!(!tree.path().join(kept).exists(), "{second}");
+    assert!(
+        tree.read("etc/gitlab-runner/config.toml")
+            .contains("[[runners]]")
+    );
+    // Later boots: no token, a matching runner, nothing to do.
+    let third = tree.apply(
+        &[
+            "--output",
+            "json",
+            "--require-registration",
+            "--forget-token",
+        ],
+        None,
+    );
+    assert_eq!(third.code, 0, "{third}");
+    assert_eq!(third.summary("changed"), 0, "{third}");
+}
+
+#[test]
 fn there_is_no_flag_that_takes_the_token() {
     let out = run_binary(
         &["apply".into(), "--token".into(), LEGACY.into()],

@@ -477,6 +477,16 @@ impl Files {
         Ok(found)
     }
 
+    /// Is `path` itself a symbolic link (not followed)?
+    pub fn is_symlink(&self, path: &str) -> bool {
+        let Ok((dir, name)) = self.parent(path) else {
+            return false;
+        };
+        fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|stat| {
+            SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK
+        })
+    }
+
     /// Removes a file (a symbolic link itself, not its target); a missing
     /// file is fine.
     pub fn remove(&self, path: &str) -> Result<()> {

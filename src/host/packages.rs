@@ -17,6 +17,9 @@ use crate::edit::dpkg_status;
 /// on a first boot can hold it for minutes).
 pub const LOCK_TIMEOUT_SECS: u32 = 600;
 
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+const POLICY_MARKER: &str = "Managed by runner-provision";
+
 const LOCKS: &[&str] = &["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
 
 impl Host {
@@ -91,8 +94,41 @@ impl Host {
                 "-o=Dpkg::Options::=--force-confold",
             ])
             .args(packages.iter().copied());
-        self.run(cmd)?;
+        let ours = self.deny_service_starts()?;
+        let installed = self.run(cmd);
+        if ours {
+            self.files.remove(POLICY_RC_D)?;
+        }
+        installed?;
         Ok(())
+    }
+
+    /// In an image (`--root`), packages' scripts must not start daemons on
+    /// the machine building it: Debian's policy-rc.d (exit 101: "action
+    /// forbidden"), which invoke-rc.d and deb-systemd-invoke obey, as
+    /// debootstrap and image builders use it. Returns true when the file is
+    /// the tool's own (written now, or left by a run that was killed), to be
+    /// removed after the install; someone else's is left alone.
+    fn deny_service_starts(&self) -> Result<bool> {
+        if self.live {
+            return Ok(false);
+        }
+        if self.files.exists(POLICY_RC_D) || self.files.is_symlink(POLICY_RC_D) {
+            let text = self
+                .files
+                .read(POLICY_RC_D)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            return Ok(text.contains(POLICY_MARKER));
+        }
+        self.files.create_dir("/usr/sbin", 0o755)?;
+        self.files.write_atomic(
+            POLICY_RC_D,
+            format!("#!/bin/sh\n# {POLICY_MARKER}: no service starts while packages are installed into an image\nexit 101\n").as_bytes(),
+            0o755,
+        )?;
+        Ok(true)
     }
 
     /// A dpkg run killed half-way (a reboot or SIGKILL during a first boot)

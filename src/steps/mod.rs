@@ -14,6 +14,7 @@ mod docker_driver;
 mod docker_group;
 mod docker_install;
 mod docker_verify;
+mod image_identity;
 pub mod network;
 mod overlay_module;
 mod runner_install;
@@ -149,6 +150,8 @@ registry! {
     DockerVerify = "docker-verify" => docker_verify::DockerVerify,
     /// A throwaway image built FROM scratch as a shell-executor job would build it
     DockerBuild = "docker-build" => docker_build::DockerBuild,
+    /// An image (--root) keeps no runner system id or machine id of the build machine
+    ImageIdentity = "image-identity" => image_identity::ImageIdentity,
 }
 
 impl std::fmt::Display for StepId {

@@ -65,6 +65,12 @@ impl Step for RunnerRegister {
         if runner.name.is_empty() && !others.is_empty() {
             return Ok(State::Done);
         }
+        if settings.token.is_none() && !host.live {
+            // An image: every instance registers itself at boot.
+            return Ok(State::NotApplicable(
+                "image (--root): the instance registers at boot".to_string(),
+            ));
+        }
         if settings.token.is_none() && runner.require_registration {
             return Err(crate::Error::RegistrationRequired {
                 name,

@@ -14,9 +14,14 @@ const AUTH: &str = "glrt-auth.TokenValue0123456789";
 
 /// Steps with nothing to change on a fresh Debian 12 host: network has no
 /// `[network]` to apply (its own tests cover it), docker-verify and
-/// docker-build only check.
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 3] =
-    [StepId::Network, StepId::DockerVerify, StepId::DockerBuild];
+/// docker-build only check, image-identity has nothing to do on a live host
+/// (its own tests cover images).
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 4] = [
+    StepId::Network,
+    StepId::DockerVerify,
+    StepId::DockerBuild,
+    StepId::ImageIdentity,
+];
 
 /// Every step, preflight included: what a run reports on.
 fn reported() -> usize {

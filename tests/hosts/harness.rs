@@ -26,7 +26,7 @@ use serde_json::Value;
 pub const CACHE_ROOT: &str = "/var/cache/runner-provision-tests";
 /// Containers' root directories. Not tmpfs: Docker's overlay2 inside needs a
 /// real file system under /var/lib/docker.
-const WORK_ROOT: &str = "/var/tmp/runner-provision-hosts";
+pub const WORK_ROOT: &str = "/var/tmp/runner-provision-hosts";
 const PATH_INSIDE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where the tool and its test profile live inside a container.
 pub const TOOL: &str = "/usr/local/sbin/runner-provision";
@@ -221,7 +221,7 @@ fn sbin_path() -> String {
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
 }
 
-fn remove_tree(path: &Path) {
+pub fn remove_tree(path: &Path) {
     let _ = Command::new("rm")
         .arg("-rf")
         .arg("--one-file-system")
@@ -230,7 +230,7 @@ fn remove_tree(path: &Path) {
 }
 
 /// Runs a command on this machine (never one that changes its configuration).
-fn run_host(cmd: &mut Command) -> Result<String, String> {
+pub fn run_host(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
         .env("PATH", sbin_path())
         .output()
@@ -266,6 +266,31 @@ impl Tier {
 
     /// As `boot`, with `prepare` editing the root directory before it boots.
     pub fn boot_with(&self, name: &str, prepare: impl FnOnce(&Path)) -> Container {
+        self.boot_from(name, &self.fixture.image.join("rootfs"), prepare)
+    }
+
+    /// The cached base image's root directory (read only: copy it first).
+    pub fn image(&self) -> PathBuf {
+        self.fixture.image.join("rootfs")
+    }
+
+    /// The local Debian mirror and the stand-in's repository, for a tree
+    /// that is not booted (bind them at /srv/debian and /srv/runner-repo).
+    pub fn mirrors(&self) -> (PathBuf, PathBuf) {
+        (
+            self.fixture.image.join("debian"),
+            self.fixture.runner_repo.clone(),
+        )
+    }
+
+    /// The tool's binary on this machine.
+    pub fn tool_binary(&self) -> &Path {
+        &self.fixture.tool
+    }
+
+    /// As `boot_with`, from a copy of the root directory `image` (an image
+    /// tree a scenario built) instead of the cached base image.
+    pub fn boot_from(&self, name: &str, image: &Path, prepare: impl FnOnce(&Path)) -> Container {
         let started = Instant::now();
         let dir = Path::new(WORK_ROOT).join(name);
         remove_tree(&dir);
@@ -274,7 +299,7 @@ impl Tier {
         run_host(
             Command::new("cp")
                 .args(["-a", "--reflink=auto"])
-                .arg(self.fixture.image.join("rootfs"))
+                .arg(image)
                 .arg(&root),
         )
         .expect("copying the image");

@@ -10,6 +10,7 @@
 
 mod checks;
 mod harness;
+mod lifecycle;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
 mod stand_in;
@@ -78,4 +79,11 @@ fn token_stays_secret() {
 #[test]
 fn bad_input() {
     scenarios::bad_input();
+}
+
+/// 11. Golden image: `--root` apply on an image tree, instances booted from
+///     it register at boot, install nothing, and are distinct managers.
+#[test]
+fn golden_image() {
+    lifecycle::golden_image();
 }

@@ -13,10 +13,10 @@ use crate::harness::{self, Container, PROFILE, TEST_PROFILE, TOOL, comm, descend
 use crate::{GLRT_TOKEN, LEGACY_TOKEN};
 
 /// Prints a scenario's wall time when it ends (README's table comes from it).
-struct WallTime(&'static str, Instant);
+pub struct WallTime(&'static str, Instant);
 
 impl WallTime {
-    fn start(name: &'static str) -> WallTime {
+    pub fn start(name: &'static str) -> WallTime {
         WallTime(name, Instant::now())
     }
 }

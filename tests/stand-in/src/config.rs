@@ -479,28 +479,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// The file `.runner_system_id` next to config.toml, created on first load
-/// (`commands/internal/configfile`); `s_` for system mode, `r_` for user mode.
-pub fn ensure_system_id(config_path: &Path, root_mode: bool, seed: &str) -> Option<String> {
-    let dir = config_path.parent()?;
-    let path = dir.join(".runner_system_id");
-    if let Ok(id) = fs::read_to_string(&path) {
-        return Some(id.trim().to_string());
-    }
-    let prefix = if root_mode { "s_" } else { "r_" };
-    let id = format!("{prefix}{}", &crate::token::hex(seed)[..12]);
-    make_dir(dir).ok()?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .ok()?;
-    f.write_all(id.as_bytes()).ok()?;
-    Some(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

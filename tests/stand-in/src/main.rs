@@ -27,6 +27,7 @@ mod record;
 mod register;
 mod runners;
 mod service;
+mod system_id;
 mod token;
 mod verify;
 

@@ -240,7 +240,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
         Ok(None) => config::new_config(),
         Err(e) => return Err(Exit::Panic(e)),
     };
-    let _ = config::ensure_system_id(&config_path, ctx.uid == 0, &ctx.hostname);
+    let _ = crate::system_id::ensure(&config_path, std::path::Path::new("/"));
 
     let mut runner = Runner {
         name: {

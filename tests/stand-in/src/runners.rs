@@ -34,11 +34,14 @@ fn config_path(ctx: &Ctx, p: &crate::flags::Parsed) -> PathBuf {
     }
 }
 
+/// `loadConfig`: reading the config also reads (or makes) the system id.
 fn load(path: &std::path::Path) -> Result<Table, Exit> {
-    match config::load(path) {
-        Ok(c) => Ok(c.unwrap_or_else(config::new_config)),
-        Err(e) => Err(Exit::Fatal(e)),
-    }
+    let cfg = match config::load(path) {
+        Ok(c) => c.unwrap_or_else(config::new_config),
+        Err(e) => return Err(Exit::Fatal(e)),
+    };
+    let _ = crate::system_id::ensure(path, std::path::Path::new("/"));
+    Ok(cfg)
 }
 
 fn field(r: &Table, key: &str) -> String {

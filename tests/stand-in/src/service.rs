@@ -618,7 +618,7 @@ pub fn run_service(ctx: &mut Ctx, args: &[String]) -> Outcome {
             )));
         }
     };
-    let _ = config::ensure_system_id(&config_path, ctx.uid == 0, &ctx.hostname);
+    let _ = crate::system_id::ensure(&config_path, std::path::Path::new("/"));
     let concurrent = match cfg.get("concurrent") {
         Some(config::Value::Int(i)) => *i,
         _ => 1,

@@ -19,13 +19,6 @@ fn fnv1a(data: &[u8], seed: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-/// 64 hex characters derived from `input`.
-pub fn hex(input: &str) -> String {
-    (0..4)
-        .map(|i| format!("{:016x}", fnv1a(input.as_bytes(), i)))
-        .collect()
-}
-
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// What `POST /api/v4/runners` would return for this URL, description and

@@ -1,0 +1,339 @@
+//! Scenarios of issue 13: golden images built with `--root`, and what
+//! instances booted from them do.
+//!
+//! An image tree is a copy of the cached base image, provisioned from
+//! outside with `runner-provision --root TREE apply`, the way an image
+//! builder (Packer's chroot builder, a script around debootstrap) runs it:
+//! in a private mount and PID namespace (`unshare`), with the local mirrors
+//! bound read-only at /srv/debian and /srv/runner-repo, /proc, /dev and a
+//! tmpfs /run mounted, as the chroot builder mounts them. Everything mounted
+//! or started there ends with the namespace. The build machine of a real
+//! image runs systemd (as Packer's do), which packages' scripts and GitLab
+//! Runner's service installer detect by /run/systemd/system; this test
+//! machine's PID 1 is not systemd, so the private /run gets that folder.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::GLRT_TOKEN;
+use crate::checks::{self, assert_provisioned, assert_second_apply_changes_nothing};
+use crate::harness::{self, Run, STAND_IN_LOG, TEST_PROFILE, TOOL, Tier, WORK_ROOT};
+use crate::scenarios::WallTime;
+
+/// Files of an image that the build manages, checked byte for byte.
+const IMAGE_FILES: &[&str] = &[
+    "/etc/gitlab-runner",
+    "/etc/docker/daemon.json",
+    "/etc/modules",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/passwd",
+    "/etc/machine-id",
+    "/etc/apt/sources.list.d",
+    "/etc/systemd/system/multi-user.target.wants",
+    "/var/lib/dpkg/status",
+    "/usr/sbin/policy-rc.d",
+];
+
+/// A throwaway image tree; removed when dropped.
+pub struct ImageTree {
+    dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl ImageTree {
+    /// A copy of the cached base image, carrying the tool and the profile
+    /// its instances apply at boot.
+    pub fn copy(tier: &Tier, name: &str) -> ImageTree {
+        let dir = Path::new(WORK_ROOT).join(name);
+        harness::remove_tree(&dir);
+        fs::create_dir_all(&dir).expect("creating the image directory");
+        let root = dir.join("rootfs");
+        harness::run_host(Command::new("cp").arg("-a").arg(tier.image()).arg(&root))
+            .expect("copying the base image");
+        let tree = ImageTree { dir, root };
+        fs::copy(tier.tool_binary(), tree.path(TOOL)).expect("copying the tool");
+        tree.write(harness::PROFILE, TEST_PROFILE);
+        fs::create_dir_all(tree.path("/var/lib/runner-provision-tests")).expect("log dir");
+        tree
+    }
+
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let full = self.path(path);
+        fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        fs::write(full, text).expect("write");
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        fs::read_to_string(self.path(path)).unwrap_or_default()
+    }
+
+    /// `runner-provision --root TREE --profile … --output json ARGS…` from
+    /// outside the tree, as an image builder runs it.
+    pub fn tool(&self, tier: &Tier, args: &[&str]) -> Run {
+        let (debian, runner_repo) = tier.mirrors();
+        let script = r#"set -e
+t=$1; debian=$2; repo=$3; tool=$4; shift 4
+mkdir -p "$t/srv/debian" "$t/srv/runner-repo"
+mount --bind "$debian" "$t/srv/debian"; mount -o remount,bind,ro "$t/srv/debian"
+mount --bind "$repo" "$t/srv/runner-repo"; mount -o remount,bind,ro "$t/srv/runner-repo"
+mount -t proc proc "$t/proc"
+mount --rbind /dev "$t/dev"
+mount -t tmpfs tmpfs "$t/run"
+mkdir -p "$t/run/systemd/system"
+exec "$tool" --root "$t" "$@""#;
+        let profile = self.path(harness::PROFILE);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--pid", "--fork"])
+            .args(["sh", "-c", script, "sh"])
+            .arg(&self.root)
+            .arg(&debian)
+            .arg(&runner_repo)
+            .arg(tier.tool_binary())
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--output", "json"])
+            .args(args)
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("GITLAB_RUNNER_STAND_IN_LOG", STAND_IN_LOG)
+            .env_remove("RUNNER_TOKEN");
+        let run = Run::capture(&mut cmd);
+        eprintln!(
+            "[image] runner-provision --root {} -> {} in {:.1}s",
+            args.join(" "),
+            run.status,
+            run.duration.as_secs_f64()
+        );
+        run
+    }
+
+    pub fn apply(&self, tier: &Tier) -> Run {
+        self.tool(tier, &["apply"])
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut files = Vec::new();
+        for path in IMAGE_FILES {
+            let full = self.path(path);
+            if full.is_dir() {
+                let mut names: Vec<String> = fs::read_dir(&full)
+                    .expect("read_dir")
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for name in names {
+                    let child = full.join(&name);
+                    let bytes = fs::read_link(&child)
+                        .map(|t| t.to_string_lossy().into_owned().into_bytes())
+                        .or_else(|_| fs::read(&child))
+                        .ok();
+                    files.push((format!("{path}/{name}"), bytes));
+                }
+            } else {
+                files.push((path.to_string(), fs::read(&full).ok()));
+            }
+        }
+        files
+    }
+
+    /// What a golden image holds: both packages, Docker enabled, the group,
+    /// overlay and the driver persisted; and no registration, no token, no
+    /// identity of the build machine, nothing of the build left behind.
+    pub fn assert_golden(&self) {
+        let status = self.read("/var/lib/dpkg/status");
+        for package in ["gitlab-runner", "docker.io"] {
+            assert!(
+                status.contains(&format!("Package: {package}\nStatus: install ok installed")),
+                "{package} is not installed in the image"
+            );
+        }
+        let wants = self.path("/etc/systemd/system/multi-user.target.wants");
+        for unit in ["docker.service", "gitlab-runner.service"] {
+            assert!(
+                wants.join(unit).is_symlink(),
+                "{unit} is not enabled in the image"
+            );
+        }
+        let docker = self
+            .read("/etc/group")
+            .lines()
+            .find(|l| l.starts_with("docker:"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            docker
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .any(|m| m == "gitlab-runner"),
+            "gitlab-runner is not in group docker: {docker}"
+        );
+        assert!(
+            self.read("/etc/modules")
+                .lines()
+                .any(|l| l.trim() == "overlay"),
+            "overlay is not persisted in /etc/modules"
+        );
+        assert!(
+            self.read("/etc/docker/daemon.json")
+                .contains("\"storage-driver\": \"overlay2\""),
+            "daemon.json: {}",
+            self.read("/etc/docker/daemon.json")
+        );
+        let config = self.read("/etc/gitlab-runner/config.toml");
+        assert!(
+            !config.contains("[[runners]]") && !config.contains("token"),
+            "the image is registered:\n{config}"
+        );
+        assert!(
+            !self.path("/etc/gitlab-runner/.runner_system_id").exists(),
+            "the image carries a runner system id"
+        );
+        assert_eq!(
+            self.read("/etc/machine-id"),
+            "",
+            "the image carries a machine id (GitLab Runner derives its system id from it)"
+        );
+        let dbus = self.path("/var/lib/dbus/machine-id");
+        assert!(
+            dbus.is_symlink() || !dbus.exists(),
+            "the image carries a D-Bus machine id"
+        );
+        assert!(
+            !self.path("/usr/sbin/policy-rc.d").exists(),
+            "the build's policy-rc.d was left in the image"
+        );
+        let calls = self.read(STAND_IN_LOG);
+        assert!(
+            !calls.contains("\"register\""),
+            "gitlab-runner register ran while building the image:\n{calls}"
+        );
+    }
+}
+
+impl Drop for ImageTree {
+    fn drop(&mut self) {
+        if std::env::var_os("RUNNER_PROVISION_KEEP_HOSTS").is_some() {
+            eprintln!("[image] kept in {}", self.dir.display());
+        } else {
+            harness::remove_tree(&self.dir);
+        }
+    }
+}
+
+fn status_of(run: &Run, id: &str) -> String {
+    run.step(id)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Golden image: built with `--root` from outside, then booted twice.
+pub fn golden_image() {
+    let Some(tier) = harness::tier() else { return };
+    let _time = WallTime::start("golden_image");
+    let image = ImageTree::copy(&tier, "rp-golden-image");
+    assert_ne!(
+        image.read("/etc/machine-id").trim(),
+        "",
+        "the base image should carry a machine id for this test to mean anything"
+    );
+
+    let built = image.apply(&tier);
+    built.assert_applied("--root apply on the image tree");
+    for id in [
+        "runner-install",
+        "docker-install",
+        "docker-group",
+        "overlay-module",
+        "docker-driver",
+        "image-identity",
+    ] {
+        assert_eq!(
+            status_of(&built, id),
+            "changed",
+            "{id}\n{}",
+            built.transcript()
+        );
+    }
+    assert_eq!(status_of(&built, "runner-register"), "skipped");
+    assert_eq!(status_of(&built, "docker-verify"), "skipped");
+    image.assert_golden();
+
+    // An image builder's smoke check (`gitlab-runner list`) makes a system
+    // id, as GitLab Runner does whenever it loads its config: the next
+    // apply takes it out again, and the one after changes nothing.
+    let list = Run::capture(
+        Command::new("chroot")
+            .arg(&image.root)
+            .args(["gitlab-runner", "list"])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    );
+    list.assert_success("gitlab-runner list in the image");
+    assert!(
+        image.path("/etc/gitlab-runner/.runner_system_id").exists(),
+        "the stand-in makes .runner_system_id on loading its config, as GitLab Runner does"
+    );
+    let again = image.apply(&tier);
+    again.assert_applied("second --root apply");
+    assert_eq!(again.summary()["changed"], 1, "{}", again.transcript());
+    assert_eq!(status_of(&again, "image-identity"), "changed");
+    image.assert_golden();
+    let before = image.snapshot();
+    let third = image.apply(&tier);
+    third.assert_converged("third --root apply");
+    assert!(
+        before == image.snapshot(),
+        "a converged --root apply changed files"
+    );
+
+    // Two instances of the image: the per-boot apply registers, installs
+    // nothing, and the host is ready; each is its own runner manager.
+    let mut system_ids = Vec::new();
+    let mut machine_ids = Vec::new();
+    for name in ["rp-golden-a", "rp-golden-b"] {
+        let host = tier.boot_from(name, &image.root, |_| {});
+        let packages = host.snapshot(&["/var/lib/dpkg/status", "/var/log/dpkg.log"]);
+        let boot = host.apply(&[], Some(GLRT_TOKEN));
+        boot.assert_applied("per-boot apply on an instance of the golden image");
+        for id in ["runner-install", "docker-install"] {
+            assert_eq!(status_of(&boot, id), "ok", "{id}\n{}", boot.transcript());
+        }
+        assert_eq!(status_of(&boot, "runner-register"), "changed");
+        packages.assert_same(
+            &host.snapshot(&["/var/lib/dpkg/status", "/var/log/dpkg.log"]),
+            "the per-boot apply on a golden image",
+        );
+        assert_provisioned(&host, false);
+        host.tool(&["verify"], None)
+            .assert_success("verify on an instance of the golden image");
+        assert_second_apply_changes_nothing(&host, Some(GLRT_TOKEN));
+
+        let id = host.read("/etc/gitlab-runner/.runner_system_id");
+        assert!(
+            id.starts_with("s_") && id.len() == 14,
+            "{name}: system id {id:?} is not derived from a machine id"
+        );
+        system_ids.push(id);
+        machine_ids.push(host.read("/etc/machine-id").trim().to_string());
+        assert_eq!(checks::registrations(&host).len(), 1);
+    }
+    assert_ne!(
+        machine_ids[0], machine_ids[1],
+        "instances of one image share a machine id"
+    );
+    assert_ne!(
+        system_ids[0], system_ids[1],
+        "instances of one image are the same runner manager"
+    );
+}

@@ -118,6 +118,10 @@ struct SettingsArgs {
     /// Accept that membership in group docker is root-equivalent
     #[arg(long)]
     accept_docker_group_risk: bool,
+    /// Switch to --storage-driver even where Docker or a runner has another
+    /// driver set (the images and containers of the old one are hidden)
+    #[arg(long, env = "RUNNER_PROVISION_REPLACE_STORAGE_DRIVER")]
+    replace_storage_driver: bool,
     /// Seconds docker-verify waits for the daemon to answer
     #[arg(long, value_name = "SECS")]
     verify_timeout: Option<u64>,
@@ -322,6 +326,9 @@ impl SettingsArgs {
         }
         if self.require_registration {
             profile.runner.require_registration = true;
+        }
+        if self.replace_storage_driver {
+            docker.replace_storage_driver = true;
         }
         if let Some(secs) = self.verify_timeout {
             docker.verify_timeout = secs;

@@ -70,4 +70,12 @@ pub enum Error {
         value: String,
         allowed: &'static str,
     },
+    #[error(
+        "{place} sets the storage driver `{found}`, not `{wanted}`: switching hides the images and containers Docker keeps for {found} (and {found}'s storage-opts would stop dockerd from starting); accept the switch with --replace-storage-driver, `replace_storage_driver = true` in the profile's [docker] table or RUNNER_PROVISION_REPLACE_STORAGE_DRIVER=true, or keep it with --storage-driver {found}"
+    )]
+    OtherStorageDriver {
+        place: String,
+        found: String,
+        wanted: String,
+    },
 }

@@ -105,6 +105,9 @@ pub struct Docker {
     pub group_members: Vec<String>,
     pub accept_group_risk: bool,
     pub storage_driver: String,
+    /// Another driver already set in daemon.json or a runner's environment:
+    /// refused unless true (switching hides the old driver's images).
+    pub replace_storage_driver: bool,
     /// Seconds docker-verify waits for the daemon to answer (and docker-build
     /// for its build).
     pub verify_timeout: u64,
@@ -128,6 +131,7 @@ impl Default for Docker {
             group_members: vec!["gitlab-runner".to_string()],
             accept_group_risk: false,
             storage_driver: "overlay2".to_string(),
+            replace_storage_driver: false,
             verify_timeout: 60,
             build_check: true,
             replace_engine: false,

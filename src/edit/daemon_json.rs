@@ -33,6 +33,90 @@ pub fn merge(text: &str, key: &str, value: &Value) -> Result<String, EditError> 
     Ok(out)
 }
 
+/// The prefix of a storage driver's `storage-opts` (`dm.` for devicemapper).
+fn opts_prefix(driver: &str) -> &str {
+    match driver {
+        "devicemapper" => "dm",
+        other => other,
+    }
+}
+
+/// The storage driver daemon.json sets: `storage-driver`, or without it the
+/// driver its `storage-opts` are for (`btrfs.min_space=…` means btrfs, as
+/// dockerd would have picked it on a btrfs /var/lib/docker).
+pub fn configured_driver(text: &str) -> Result<Option<String>, EditError> {
+    let Some(map) = parse(text)? else {
+        return Ok(None);
+    };
+    match map.get("storage-driver") {
+        Some(Value::String(driver)) if !driver.is_empty() => return Ok(Some(driver.clone())),
+        Some(Value::String(_)) | None => {}
+        Some(_) => {
+            return Err(EditError::Shape {
+                what: WHAT.to_owned(),
+                message: format!("\"storage-driver\" must be a string; {FIX}"),
+            });
+        }
+    }
+    Ok(storage_opts(&map)?.iter().find_map(|opt| {
+        let (prefix, _) = opt.split_once('.')?;
+        Some(match prefix {
+            "dm" => "devicemapper".to_owned(),
+            other => other.to_owned(),
+        })
+    }))
+}
+
+fn storage_opts(map: &Map<String, Value>) -> Result<Vec<String>, EditError> {
+    let shape = || EditError::Shape {
+        what: WHAT.to_owned(),
+        message: format!("\"storage-opts\" must be a list of strings; {FIX}"),
+    };
+    match map.get("storage-opts") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(shape))
+            .collect(),
+        Some(_) => Err(shape()),
+    }
+}
+
+/// `text` with `"storage-driver": driver`, and the `storage-opts` meant for
+/// another driver removed (the key too when none is left): dockerd refuses
+/// to start with another driver's options. Returns the options removed.
+/// Unchanged, byte for byte, when the driver is set and no option is foreign.
+pub fn set_storage_driver(text: &str, driver: &str) -> Result<(String, Vec<String>), EditError> {
+    let mut map = parse(text)?.unwrap_or_default();
+    let opts = storage_opts(&map)?;
+    let own = format!("{}.", opts_prefix(driver));
+    let (kept, dropped): (Vec<String>, Vec<String>) = opts
+        .into_iter()
+        .partition(|opt| opt.starts_with(&own) || !opt.contains('.'));
+    let wanted = Value::String(driver.to_owned());
+    if map.get("storage-driver") == Some(&wanted) && dropped.is_empty() {
+        return Ok((text.to_owned(), dropped));
+    }
+    map.insert("storage-driver".to_owned(), wanted);
+    if !dropped.is_empty() {
+        if kept.is_empty() {
+            map.shift_remove("storage-opts");
+        } else {
+            map.insert(
+                "storage-opts".to_owned(),
+                Value::Array(kept.into_iter().map(Value::String).collect()),
+            );
+        }
+    }
+    let mut out =
+        serde_json::to_string_pretty(&Value::Object(map)).map_err(|err| EditError::Json {
+            what: WHAT.to_owned(),
+            message: err.to_string(),
+        })?;
+    out.push('\n');
+    Ok((out, dropped))
+}
+
 /// The top-level object, or `None` for blank text.
 fn parse(text: &str) -> Result<Option<Map<String, Value>>, EditError> {
     if text.trim().is_empty() {
@@ -165,6 +249,76 @@ mod tests {
                 Err(expected.to_string()),
                 "case {name:?}"
             );
+        }
+    }
+
+    #[test]
+    fn configured_driver_cases() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("", None),
+            ("{}", None),
+            (TUNED, Some("overlay2")),
+            (r#"{"storage-driver": "btrfs"}"#, Some("btrfs")),
+            (r#"{"storage-driver": ""}"#, None),
+            (
+                r#"{"storage-opts": ["btrfs.min_space=10G"]}"#,
+                Some("btrfs"),
+            ),
+            (
+                r#"{"storage-opts": ["dm.basesize=20G"]}"#,
+                Some("devicemapper"),
+            ),
+            (r#"{"storage-opts": []}"#, None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ok(configured_driver(text)).as_deref(), *expected, "{text}");
+        }
+        for bad in [
+            r#"{"storage-driver": 2}"#,
+            r#"{"storage-opts": "x"}"#,
+            r#"{"storage-opts": [1]}"#,
+        ] {
+            assert!(configured_driver(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_storage_driver_cases() {
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            // (name, input, expected, removed options)
+            ("already there", TUNED, TUNED, &[]),
+            (
+                "own options kept, byte for byte",
+                r#"{"storage-driver": "overlay2", "storage-opts": ["overlay2.size=10G"]}"#,
+                r#"{"storage-driver": "overlay2", "storage-opts": ["overlay2.size=10G"]}"#,
+                &[],
+            ),
+            (
+                "empty",
+                "",
+                "{\n  \"storage-driver\": \"overlay2\"\n}\n",
+                &[],
+            ),
+            (
+                "btrfs and its options",
+                r#"{"storage-driver": "btrfs", "storage-opts": ["btrfs.min_space=10G"], "debug": true}"#,
+                "{\n  \"storage-driver\": \"overlay2\",\n  \"debug\": true\n}\n",
+                &["btrfs.min_space=10G"],
+            ),
+            (
+                "foreign options go, own stay",
+                r#"{"storage-opts": ["dm.basesize=20G", "overlay2.size=5G"]}"#,
+                "{\n  \"storage-opts\": [\n    \"overlay2.size=5G\"\n  ],\n  \"storage-driver\": \"overlay2\"\n}\n",
+                &["dm.basesize=20G"],
+            ),
+        ];
+        for (name, input, expected, removed) in cases {
+            let (out, dropped) = ok(set_storage_driver(input, "overlay2"));
+            assert_eq!(out, *expected, "case {name:?}");
+            assert_eq!(dropped, *removed, "case {name:?}");
+            let (again, none) = ok(set_storage_driver(&out, "overlay2"));
+            assert_eq!(again, out, "case {name:?}");
+            assert!(none.is_empty(), "case {name:?}");
         }
     }
 

@@ -274,6 +274,76 @@ fn a_host_without_a_name_is_refused_before_any_change_unless_a_name_is_given() {
 }
 
 #[test]
+fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
+    let btrfs = "{\n  \"storage-driver\": \"btrfs\",\n  \"storage-opts\": [\"btrfs.min_space=10G\"],\n  \"debug\": true\n}\n";
+    let vfs_runner = "[[runners]]\n  name = \"runner-1\"\n  url = \"https://gitlab.com/\"\n  token = \"t\"\n  executor = \"shell\"\n  # dind in this pipeline needs vfs\n  environment = [\"DOCKER_DRIVER=vfs\"]\n";
+    for (path, text, named) in [
+        (
+            "/etc/docker/daemon.json",
+            btrfs,
+            "/etc/docker/daemon.json sets the storage driver `btrfs`",
+        ),
+        (
+            "/etc/gitlab-runner/config.toml",
+            vfs_runner,
+            "runner runner-1's environment in /etc/gitlab-runner/config.toml sets the storage driver `vfs`",
+        ),
+    ] {
+        let fake = FakeHost::debian12();
+        fake.write(path, text);
+        let before = fake.snapshot();
+        let settings = fake.settings(Some(LEGACY));
+        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        let text_out = out.captured();
+        assert_eq!(counts.failed, 1, "{text_out}");
+        assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+        assert_eq!(fake.snapshot(), before, "nothing changed");
+        assert!(text_out.contains(named), "{text_out}");
+        assert!(text_out.contains("--replace-storage-driver"), "{text_out}");
+        assert!(
+            text_out.contains("replace_storage_driver = true"),
+            "{text_out}"
+        );
+
+        // plan shows the switch and warns that apply will refuse.
+        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+        assert_eq!(counts.failed, 0, "{}", out.captured());
+        assert!(
+            out.captured().contains("apply will refuse"),
+            "{}",
+            out.captured()
+        );
+        assert_eq!(fake.snapshot(), before);
+    }
+
+    // Accepted: the driver and its options go, and the output says what is hidden.
+    let fake = FakeHost::debian12();
+    fake.write("/etc/docker/daemon.json", btrfs);
+    let mut settings = fake.settings(Some(LEGACY));
+    settings.profile.docker.replace_storage_driver = true;
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let text_out = out.captured();
+    assert_eq!(counts.failed, 0, "{text_out}");
+    assert_eq!(
+        fake.read("/etc/docker/daemon.json"),
+        "{\n  \"storage-driver\": \"overlay2\",\n  \"debug\": true\n}\n"
+    );
+    assert!(
+        text_out.contains("switched the storage driver from btrfs to overlay2"),
+        "{text_out}"
+    );
+    assert!(text_out.contains("/var/lib/docker/btrfs"), "{text_out}");
+    assert!(text_out.contains("btrfs.min_space=10G"), "{text_out}");
+    let (second, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(
+        (second.changed, second.failed),
+        (0, 0),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
 fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));

@@ -260,6 +260,112 @@ pub fn shortened_forms(token: &str) -> Vec<String> {
     forms
 }
 
+/// Whether a configuration key names a secret: GitLab Runner's runner
+/// `token`, cache credentials (`[runners.cache.s3] SecretKey`/`AccessKey`,
+/// `[runners.cache.gcs] PrivateKey`, `[runners.cache.azure] AccountKey`),
+/// and any key named like a password, token, secret or private key.
+pub fn is_secret_key(key: &str) -> bool {
+    let key: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "privatekey",
+        "accesskey",
+        "accountkey",
+        "apikey",
+        "sessionkey",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// Text shown in place of a masked value.
+pub const MASKED: &str = "[masked]";
+
+/// A line of TOML (`key = value`) or JSON (`"key": value`) with the value
+/// masked when the key names a secret; other lines unchanged. For diffs
+/// of files that may hold credentials (a diff's leading ` `, `+` or `-` is
+/// kept).
+pub fn mask_line(line: &str) -> String {
+    let (mark, body) = match line.chars().next() {
+        Some(c @ (' ' | '+' | '-')) if !line.starts_with("---") && !line.starts_with("+++") => {
+            (&line[..c.len_utf8()], &line[c.len_utf8()..])
+        }
+        _ => ("", line),
+    };
+    let Some(at) = body.find(['=', ':']) else {
+        return line.to_string();
+    };
+    let key = body[..at].trim().trim_matches(['"', '\'']);
+    if key.is_empty() || key.contains(char::is_whitespace) || !is_secret_key(key) {
+        return line.to_string();
+    }
+    let value = &body[at + 1..];
+    let trailing_comma = if value.trim_end().ends_with(',') {
+        ","
+    } else {
+        ""
+    };
+    let sep = if &body[at..=at] == "=" { " = " } else { ": " };
+    format!(
+        "{mark}{}{sep}\"{MASKED}\"{trailing_comma}",
+        body[..at].trim_end()
+    )
+}
+
+/// Every string value under a secret-named key in a TOML document (such
+/// as config.toml), for the redactor; empty when the text does not parse.
+pub fn toml_secrets(text: &str) -> Vec<String> {
+    fn walk(item: &toml_edit::Item, key: Option<&str>, out: &mut Vec<String>) {
+        match item {
+            toml_edit::Item::Value(value) => value_walk(value, key, out),
+            toml_edit::Item::Table(table) => {
+                for (k, v) in table.iter() {
+                    walk(v, Some(k), out);
+                }
+            }
+            toml_edit::Item::ArrayOfTables(tables) => {
+                for table in tables.iter() {
+                    for (k, v) in table.iter() {
+                        walk(v, Some(k), out);
+                    }
+                }
+            }
+            toml_edit::Item::None => {}
+        }
+    }
+    fn value_walk(value: &toml_edit::Value, key: Option<&str>, out: &mut Vec<String>) {
+        match value {
+            toml_edit::Value::String(s) if key.is_some_and(is_secret_key) => {
+                out.push(s.value().clone());
+            }
+            toml_edit::Value::InlineTable(table) => {
+                for (k, v) in table.iter() {
+                    value_walk(v, Some(k), out);
+                }
+            }
+            toml_edit::Value::Array(items) => {
+                for v in items.iter() {
+                    value_walk(v, key, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc) = text.parse::<toml_edit::DocumentMut>() {
+        walk(doc.as_item(), None, &mut out);
+    }
+    out
+}
+
 /// `%XX` escapes decoded (invalid ones kept as written).
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -443,6 +549,60 @@ mod tests {
             "{warning}"
         );
         assert!(!warning.contains("Zx9yW8"), "{warning}");
+    }
+
+    #[test]
+    fn secret_values_are_masked_in_diff_lines() {
+        let cases = [
+            // (line, expected)
+            ("   token = \"glrt-x\"", "   token = \"[masked]\""),
+            ("-  token = \"t1\"", "-  token = \"[masked]\""),
+            ("+    SecretKey = \"abc\"", "+    SecretKey = \"[masked]\""),
+            ("     AccessKey = \"AKIA\"", "     AccessKey = \"[masked]\""),
+            ("     AccountKey = \"az\"", "     AccountKey = \"[masked]\""),
+            (
+                "     PrivateKey = \"-----BEGIN\"",
+                "     PrivateKey = \"[masked]\"",
+            ),
+            (
+                "+  \"password\": \"hunter2\",",
+                "+  \"password\": \"[masked]\",",
+            ),
+            ("   name = \"runner-1\"", "   name = \"runner-1\""),
+            (
+                "   url = \"https://gitlab.com/\"",
+                "   url = \"https://gitlab.com/\"",
+            ),
+            (
+                "--- a/etc/gitlab-runner/config.toml",
+                "--- a/etc/gitlab-runner/config.toml",
+            ),
+            ("@@ -1,3 +1,4 @@", "@@ -1,3 +1,4 @@"),
+            (
+                "   environment = [\"A=token\"]",
+                "   environment = [\"A=token\"]",
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(mask_line(line), expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn config_toml_secrets_are_found_for_the_redactor() {
+        let text = "concurrent = 1\n[[runners]]\n  name = \"a\"\n  token = \"glrt-runnerSecret1\"\n  [runners.cache]\n    [runners.cache.s3]\n      AccessKey = \"AKIAEXAMPLE\"\n      SecretKey = \"s3-secret-key\"\n    [runners.cache.gcs]\n      PrivateKey = \"gcs-private\"\n    [runners.cache.azure]\n      AccountKey = \"azure-key\"\n  [runners.custom]\n    opts = { password = \"inline-pw\" }\n";
+        assert_eq!(
+            toml_secrets(text),
+            vec![
+                "glrt-runnerSecret1",
+                "AKIAEXAMPLE",
+                "s3-secret-key",
+                "gcs-private",
+                "azure-key",
+                "inline-pw"
+            ]
+        );
+        assert!(toml_secrets("not [ toml").is_empty());
     }
 
     #[test]

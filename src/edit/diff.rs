@@ -3,17 +3,25 @@
 use similar::TextDiff;
 
 /// A unified diff with `--- a/path` and `+++ b/path` headers and three lines
-/// of context; empty when nothing changes.
+/// of context; empty when nothing changes. Values of secret-named keys
+/// (config.toml's runner `token`, cache credentials, passwords) are masked
+/// on every line, changed or context: a diff goes to the terminal and JSON.
 pub fn unified(path: &str, old: &str, new: &str) -> String {
     if old == new {
         return String::new();
     }
     let path = path.trim_start_matches('/');
-    TextDiff::from_lines(old, new)
+    let diff = TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{path}"), &format!("b/{path}"))
-        .to_string()
+        .to_string();
+    diff.split_inclusive('\n')
+        .map(|line| match line.strip_suffix('\n') {
+            Some(body) => format!("{}\n", crate::secret::mask_line(body)),
+            None => crate::secret::mask_line(line),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -49,6 +57,12 @@ mod tests {
                 "loop",
                 "loop\noverlay\n",
                 "--- a/etc/modules\n+++ b/etc/modules\n@@ -1 +1,2 @@\n-loop\n\\ No newline at end of file\n+loop\n+overlay\n",
+            ),
+            (
+                "a secret in context and in a change is masked",
+                "[[runners]]\n  token = \"glrt-old\"\n  name = \"a\"\n",
+                "[[runners]]\n  token = \"glrt-old\"\n  name = \"b\"\n  SecretKey = \"s3\"\n",
+                "--- a/etc/modules\n+++ b/etc/modules\n@@ -1,3 +1,4 @@\n [[runners]]\n   token = \"[masked]\"\n-  name = \"a\"\n+  name = \"b\"\n+  SecretKey = \"[masked]\"\n",
             ),
         ];
         for (name, old, new, expected) in cases {

@@ -210,6 +210,17 @@ pub fn run(
     run_with_statuses(host, settings, selection, mode, reporter).0
 }
 
+/// Adds the secrets config.toml holds (runner tokens, cache credentials)
+/// to the redactor, so no output quotes them. A file that cannot be read or
+/// parsed has none to add; the steps report it.
+fn learn_config_secrets(host: &Host) {
+    if let Ok(Some(text)) = host.files.read(CONFIG_TOML) {
+        for secret in crate::secret::toml_secrets(&text) {
+            host.redactor().add(&secret);
+        }
+    }
+}
+
 /// [`run`], and how each step ended (for what follows the run, such as
 /// forgetting the token only once the runner is registered).
 pub fn run_with_statuses(
@@ -220,6 +231,7 @@ pub fn run_with_statuses(
     reporter: &Reporter,
 ) -> (Counts, Vec<(StepId, Status)>) {
     let mut statuses = Vec::new();
+    learn_config_secrets(host);
     let started = Instant::now();
     let steps: Vec<(StepId, &dyn Step)> = registry()
         .iter()
@@ -266,6 +278,10 @@ pub fn run_with_statuses(
             Status::Failed => failed.push(id),
             Status::Pending => pending.push(id),
             _ => {}
+        }
+        if id == StepId::RunnerRegister {
+            // Registration wrote a token of its own.
+            learn_config_secrets(host);
         }
         counts.add(report.status);
         statuses.push((id, report.status));

@@ -184,6 +184,48 @@ fn two_runners_with_comments_both_get_the_driver_and_keep_the_rest() {
 }
 
 #[test]
+fn plan_masks_every_secret_of_config_toml() {
+    let tree = FakeRoot::debian12();
+    let secrets = [
+        "glrt-existingRunnerSecret",
+        "AKIAEXAMPLEACCESS",
+        "s3SecretKeyValue",
+        "gcsPrivateKeyValue",
+        "azureAccountKeyValue",
+        "t9",
+    ];
+    let config = format!(
+        "concurrent = 1\n\n[[runners]]\n  name = \"runner-1\"\n  url = \"https://gitlab.com/\"\n  token = \"{}\"\n  executor = \"shell\"\n  [runners.cache]\n    [runners.cache.s3]\n      AccessKey = \"{}\"\n      SecretKey = \"{}\"\n    [runners.cache.gcs]\n      PrivateKey = \"{}\"\n    [runners.cache.azure]\n      AccountKey = \"{}\"\n\n[[runners]]\n  name = \"short\"\n  url = \"https://gitlab.example.com/\"\n  token = \"{}\"\n  executor = \"shell\"\n",
+        secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5]
+    );
+    tree.write("etc/gitlab-runner/config.toml", &config);
+    for output in ["human", "json"] {
+        let out = tree.run(
+            &[
+                "plan",
+                "-v",
+                "--output",
+                output,
+                "--accept-docker-group-risk",
+            ],
+            Some(LEGACY),
+            &[],
+        );
+        let all = format!("{out}");
+        assert!(all.contains("config.toml"), "a diff of config.toml: {all}");
+        assert!(all.contains("[masked]"), "{all}");
+        for secret in &secrets[..5] {
+            assert!(!all.contains(secret), "{secret} in {output} output: {all}");
+        }
+        assert!(
+            !all.contains("\"t9\""),
+            "short token in {output} output: {all}"
+        );
+    }
+    assert_eq!(tree.read("etc/gitlab-runner/config.toml"), config);
+}
+
+#[test]
 fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
     let tree = FakeRoot::debian12();
     let profile = tree.path().join("../site.toml");

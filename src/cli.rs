@@ -12,6 +12,7 @@ use crate::Mode;
 use crate::cloud_init;
 use crate::host::Host;
 use crate::host::command::DuctRunner;
+use crate::host::system::RealSystem;
 use crate::profile::{DockerSource, EMBEDDED, Profile};
 use crate::report::{Format, Reporter, Status};
 use crate::secret::{Redactor, TOKEN_ENV, Token};
@@ -461,6 +462,7 @@ impl Global {
             root,
             live,
             Box::new(DuctRunner),
+            Box::new(RealSystem),
             reporter,
             self.redactor.clone(),
             self.verbosity > 0,

@@ -3,12 +3,19 @@
 //! runner that records every command and simulates its effect on that tree,
 //! the way rustup's test process stands in for the real one.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use nix::sys::signal::Signal;
 
 use crate::host::Host;
 use crate::host::command::{Cmd, Output, Runner};
+use crate::host::http::HttpNetwork;
+use crate::host::system::System;
 use crate::profile::Profile;
 use crate::report::{Format, Reporter};
 use crate::secret::{Redactor, Token};
@@ -35,6 +42,119 @@ pub struct FakeHost {
     pub recorded: Arc<Mutex<Recorded>>,
     pub failing: Arc<Mutex<Vec<(String, String)>>>,
     pub redactor: Redactor,
+    pub machine: Arc<Mutex<Machine>>,
+    epoch: Instant,
+}
+
+/// What the fake machine answers and what it was asked: the tool runs as
+/// root unless a test says otherwise, time passes only by sleeping, and
+/// nothing listens on the network unless a test opens it.
+#[derive(Debug)]
+pub struct Machine {
+    pub root: bool,
+    /// Time slept since the host was made: the fake clock.
+    pub slept: Duration,
+    /// The wall clock when the host was made, in seconds since the epoch.
+    pub unix_time: u64,
+    /// `host:port` pairs that accept TCP connections.
+    pub listening: Vec<String>,
+    /// URL -> body served with a success.
+    pub urls: BTreeMap<String, Vec<u8>>,
+    /// Every HTTP request: method, URL and the network settings it used.
+    pub requests: Vec<(&'static str, String, HttpNetwork)>,
+    pub signals: Vec<(u32, Signal)>,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Self {
+            root: true,
+            slept: Duration::ZERO,
+            // 2026-01-01T00:00:00Z
+            unix_time: 1_767_225_600,
+            listening: Vec::new(),
+            urls: BTreeMap::new(),
+            requests: Vec::new(),
+            signals: Vec::new(),
+        }
+    }
+}
+
+struct FakeSystem {
+    machine: Arc<Mutex<Machine>>,
+    epoch: Instant,
+}
+
+impl FakeSystem {
+    fn machine(&self) -> std::sync::MutexGuard<'_, Machine> {
+        self.machine.lock().expect("machine lock")
+    }
+
+    fn request(&self, method: &'static str, url: &str, network: &HttpNetwork) -> Result<Vec<u8>> {
+        let mut machine = self.machine();
+        machine
+            .requests
+            .push((method, url.to_string(), network.clone()));
+        machine
+            .urls
+            .get(url)
+            .cloned()
+            .ok_or_else(|| anyhow!("http status: 404"))
+    }
+}
+
+impl System for FakeSystem {
+    fn is_root(&self) -> bool {
+        self.machine().root
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch + self.machine().slept
+    }
+
+    fn unix_time(&self) -> u64 {
+        let machine = self.machine();
+        machine.unix_time + machine.slept.as_secs()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.machine().slept += duration;
+    }
+
+    fn hostname(&self) -> Result<String> {
+        bail!("the fake host has no kernel host name: its root is not /")
+    }
+
+    fn signal(&self, pid: u32, signal: Signal) -> Result<()> {
+        self.machine().signals.push((pid, signal));
+        Ok(())
+    }
+
+    fn connect(&self, host: &str, port: u16, _timeout: Duration) -> Result<()> {
+        if self.machine().listening.contains(&format!("{host}:{port}")) {
+            Ok(())
+        } else {
+            bail!("connecting to {host}:{port}: Connection refused (os error 111)")
+        }
+    }
+
+    fn head(&self, url: &str, network: &HttpNetwork, _timeout: Duration) -> Result<()> {
+        self.request("HEAD", url, network).map(drop)
+    }
+
+    fn get(
+        &self,
+        url: &str,
+        network: &HttpNetwork,
+        _timeout: Duration,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let body = self.request("GET", url, network)?;
+        if body.len() as u64 > limit {
+            bail!("body larger than {limit} bytes");
+        }
+        Ok(body)
+    }
 }
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -59,6 +179,7 @@ impl FakeHost {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         write(root, "/etc/os-release", OS_RELEASE);
+        write(root, "/proc/sys/kernel/osrelease", "6.1.0-28-amd64\n");
         write(root, "/etc/hostname", "runner-1\n");
         write(root, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
         write(root, "/etc/group", "root:x:0:\n");
@@ -97,7 +218,13 @@ impl FakeHost {
             recorded: Arc::default(),
             failing: Arc::default(),
             redactor: Redactor::default(),
+            machine: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    pub fn machine(&self) -> std::sync::MutexGuard<'_, Machine> {
+        self.machine.lock().expect("machine lock")
     }
 
     pub fn root(&self) -> &Path {
@@ -114,6 +241,15 @@ impl FakeHost {
 
     /// A host whose kernel and daemons are "live" (simulated in the tree).
     pub fn host(&self, reporter: Arc<Reporter>) -> Host {
+        self.make_host(true, reporter)
+    }
+
+    /// The tree as `--root DIR` sees it: commands through `chroot`, no live kernel.
+    pub fn offline_host(&self, reporter: Arc<Reporter>) -> Host {
+        self.make_host(false, reporter)
+    }
+
+    fn make_host(&self, live: bool, reporter: Arc<Reporter>) -> Host {
         let runner = FakeRunner {
             root: self.root().to_path_buf(),
             recorded: self.recorded.clone(),
@@ -121,8 +257,12 @@ impl FakeHost {
         };
         Host::new(
             self.root().to_path_buf(),
-            true,
+            live,
             Box::new(runner),
+            Box::new(FakeSystem {
+                machine: self.machine.clone(),
+                epoch: self.epoch,
+            }),
             reporter,
             self.redactor.clone(),
             false,
@@ -207,14 +347,6 @@ fn fail(stderr: &str) -> Output {
 }
 
 impl FakeRunner {
-    pub fn for_root(root: &Path, recorded: Arc<Mutex<Recorded>>) -> Self {
-        Self {
-            root: root.to_path_buf(),
-            recorded,
-            failing: Arc::default(),
-        }
-    }
-
     fn add_user(&self, name: &str) {
         if !read(&self.root, "/etc/passwd").contains(&format!("\n{name}:")) {
             append(

@@ -1,5 +1,6 @@
 //! The one context every step receives: the root, the command runner, the
-//! OS facts, accounts and the output. Steps reach the host only through it.
+//! OS facts, accounts, the machine (uid, clock, signals, network) and the
+//! output. Steps reach the host only through it.
 
 pub mod accounts;
 pub mod command;
@@ -10,10 +11,12 @@ pub mod lock;
 pub mod os;
 pub mod packages;
 pub mod services;
+pub mod system;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -22,7 +25,9 @@ use crate::secret::Redactor;
 use accounts::Accounts;
 use command::{Cmd, CommandError, Commands, Output, Runner};
 use files::Files;
+use http::HttpNetwork;
 use os::OsFacts;
+use system::System;
 
 pub struct Host {
     pub files: Files,
@@ -31,7 +36,9 @@ pub struct Host {
     /// The running kernel and daemons belong to this tree (`--root` not given).
     pub live: bool,
     commands: Commands,
-    http: http::Http,
+    system: Box<dyn System>,
+    /// The proxy and CA certificates of the tool's own HTTP.
+    network: RefCell<HttpNetwork>,
     reporter: Arc<Reporter>,
     redactor: Redactor,
 }
@@ -43,6 +50,7 @@ impl Host {
         root: PathBuf,
         live: bool,
         runner: Box<dyn Runner>,
+        system: Box<dyn System>,
         reporter: Arc<Reporter>,
         redactor: Redactor,
         verbose: bool,
@@ -56,7 +64,8 @@ impl Host {
             os,
             live,
             commands: Commands::new(runner, redactor.clone(), chroot, verbose),
-            http: http::Http::default(),
+            system,
+            network: RefCell::default(),
             reporter,
             redactor,
         })
@@ -117,24 +126,39 @@ impl Host {
             .map(|path| self.files.resolve(&path))
     }
 
+    /// The effective user is root.
+    pub fn is_root(&self) -> bool {
+        self.system.is_root()
+    }
+
+    pub fn now(&self) -> Instant {
+        self.system.now()
+    }
+
+    pub fn sleep(&self, duration: Duration) {
+        self.system.sleep(duration);
+    }
+
+    /// Sends `signal` to process `pid`; a process already gone is no error.
+    pub fn signal(&self, pid: u32, signal: nix::sys::signal::Signal) -> Result<()> {
+        self.system.signal(pid, signal)
+    }
+
     /// The proxy and CA certificates the tool's own HTTP uses from now on.
-    pub fn use_network(&self, network: http::HttpNetwork) {
-        self.http.set(network);
+    pub fn use_network(&self, network: HttpNetwork) {
+        *self.network.borrow_mut() = network;
     }
 
     /// Does a TCP connection to `host:port` open within `timeout`?
     pub fn connect(&self, host: &str, port: u16, timeout: Duration) -> Result<()> {
-        self.http.connect(host, port, timeout)
+        self.system.connect(host, port, timeout)
     }
 
     /// Does `url` answer 200 to a HEAD request, within `timeout`? (`Err`
     /// says why not.) For checking a repository before changing anything.
     pub fn reachable(&self, url: &str, timeout: Duration) -> Result<()> {
-        let agent = self.http.agent(url, timeout)?;
-        agent
-            .head(url)
-            .call()
-            .map(drop)
+        self.system
+            .head(url, &self.network.borrow(), timeout)
             .with_context(|| format!("no answer from {url}"))
     }
 
@@ -149,26 +173,20 @@ impl Host {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             bail!("cannot fetch {url}: only http, https and file URLs are supported");
         }
-        let agent = self.http.agent(url, Duration::from_secs(60))?;
-        let mut response = agent
-            .get(url)
-            .call()
-            .with_context(|| format!("downloading {url}"))?;
-        response
-            .body_mut()
-            .with_config()
-            .limit(16 * 1024 * 1024)
-            .read_to_vec()
+        self.system
+            .get(
+                url,
+                &self.network.borrow(),
+                Duration::from_secs(60),
+                16 * 1024 * 1024,
+            )
             .with_context(|| format!("downloading {url}"))
     }
 
     /// The host name: the running kernel's, or /etc/hostname of another root.
     pub fn hostname(&self) -> Result<String> {
         let name = if self.files.root() == std::path::Path::new("/") {
-            nix::unistd::gethostname()
-                .context("reading the host name")?
-                .to_string_lossy()
-                .into_owned()
+            self.system.hostname().context("reading the host name")?
         } else {
             self.files.read("/etc/hostname")?.unwrap_or_default()
         };
@@ -187,10 +205,8 @@ impl Host {
 
     /// Seconds since the epoch, for judging dates read from files (a
     /// signing key's expiry).
-    pub fn now(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+    pub fn unix_time(&self) -> u64 {
+        self.system.unix_time()
     }
 
     pub fn redactor(&self) -> &Redactor {

@@ -1,6 +1,6 @@
 //! Facts about the operating system: os-release, kernel and init system.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::files::Files;
 use crate::edit::os_release::{self, OsRelease};
@@ -21,11 +21,12 @@ impl OsFacts {
             Some(text) => text,
             None => files.read("/usr/lib/os-release")?.unwrap_or_default(),
         };
+        // What uname(2) reports as the release, read like any other file.
         let kernel = if live {
-            Some(
-                sysinfo::System::kernel_version()
-                    .map_err(|e| anyhow::anyhow!("reading the kernel version: {e}"))?,
-            )
+            let release = files
+                .read("/proc/sys/kernel/osrelease")?
+                .context("reading the kernel version: /proc/sys/kernel/osrelease is missing (is /proc mounted?)")?;
+            Some(release.trim().to_string())
         } else {
             None
         };

@@ -134,26 +134,20 @@ impl Host {
         comm: &str,
         timeout: std::time::Duration,
     ) -> Result<bool> {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
+        use nix::sys::signal::Signal;
         let pids: Vec<u32> = self.processes(comm)?.iter().map(|p| p.pid).collect();
         for pid in &pids {
-            let pid = i32::try_from(*pid).context("process id out of range")?;
-            match kill(Pid::from_raw(pid), Signal::SIGQUIT) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("sending SIGQUIT to {comm} ({pid})"));
-                }
-            }
+            self.signal(*pid, Signal::SIGQUIT)
+                .with_context(|| format!("telling {comm} to stop"))?;
         }
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = self.now() + timeout;
         while pids.iter().any(|pid| {
             self.files.exists(&format!("/proc/{pid}/status")) && self.is_comm(*pid, comm)
         }) {
-            if std::time::Instant::now() >= deadline {
+            if self.now() >= deadline {
                 return Ok(false);
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            self.sleep(std::time::Duration::from_millis(100));
         }
         self.service(name, "restart")?;
         Ok(true)

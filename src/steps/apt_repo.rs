@@ -167,7 +167,7 @@ impl AptRepo {
         let Ok(keys) = openpgp::keys(&bytes, keyring) else {
             return Ok(None);
         };
-        Ok(openpgp::all_expired(&keys, host.now())
+        Ok(openpgp::all_expired(&keys, host.unix_time())
             .then(|| keys.iter().filter_map(|k| k.expires).max())
             .flatten())
     }

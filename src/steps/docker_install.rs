@@ -1,6 +1,6 @@
 //! docker-install: Docker Engine installed, enabled and running.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
@@ -167,12 +167,12 @@ impl Step for DockerInstall {
 
 /// `service docker start` can return before dockerd writes its pid file.
 fn wait_for_pidfile(host: &Host, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    let deadline = host.now() + limit;
+    while host.now() < deadline {
         if host.pidfile_running(PIDFILE, "dockerd")? {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        host.sleep(Duration::from_millis(200));
     }
     bail!(
         "docker was started but dockerd is not running {} s later; its last words:\n{}",

@@ -1,7 +1,7 @@
 //! docker-verify: `docker info`, as the runner account with a login
 //! environment (as a shell job runs), answers with the expected driver.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -177,7 +177,7 @@ impl Step for DockerVerify {
     /// process), then runs `docker info` as the runner account once.
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
-        let deadline = Instant::now() + limit;
+        let deadline = host.now() + limit;
         let mut delay = Duration::from_millis(100);
         loop {
             host.progress("waiting for the Docker daemon");
@@ -187,14 +187,14 @@ impl Step for DockerVerify {
                     return Ok(Vec::new());
                 }
             }
-            let now = Instant::now();
+            let now = host.now();
             if now >= deadline {
                 return Err(anyhow::Error::new(Diagnosis::DaemonDown).context(format!(
                     "no answer from the Docker daemon within {} s",
                     limit.as_secs()
                 )));
             }
-            std::thread::sleep(delay.min(deadline - now));
+            host.sleep(delay.min(deadline - now));
             delay = (delay * 2).min(Duration::from_secs(2));
         }
     }

@@ -22,7 +22,7 @@ mod runner_register;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -232,7 +232,7 @@ pub fn run_with_statuses(
 ) -> (Counts, Vec<(StepId, Status)>) {
     let mut statuses = Vec::new();
     learn_config_secrets(host);
-    let started = Instant::now();
+    let started = host.now();
     let steps: Vec<(StepId, &dyn Step)> = registry()
         .iter()
         .copied()
@@ -287,7 +287,7 @@ pub fn run_with_statuses(
         statuses.push((id, report.status));
         reporter.step_finished(event, &report);
     }
-    reporter.summary(&counts, started.elapsed(), mode);
+    reporter.summary(&counts, host.now() - started, mode);
     (counts, statuses)
 }
 
@@ -300,19 +300,19 @@ fn run_preflight(
 ) -> StepReport {
     let id = StepId::Preflight;
     reporter.step_started(id.as_str());
-    let started = Instant::now();
+    let started = host.now();
     let result = preflight_checks(host, settings, mode).and_then(|()| {
         steps
             .iter()
             .try_for_each(|(_, step)| step.preflight(host, settings, mode))
     });
     match result {
-        Ok(()) => report(id, Status::Ok, None, started.elapsed()),
+        Ok(()) => report(id, Status::Ok, None, host.now() - started),
         Err(e) => report(
             id,
             Status::Failed,
             Some(format!("{e:#}")),
-            started.elapsed(),
+            host.now() - started,
         ),
     }
 }
@@ -321,7 +321,7 @@ fn run_preflight(
 /// root, so `plan` and `verify` only warn (a root-only file they cannot read
 /// is then an error of its own).
 fn preflight_checks(host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
-    if host.live && !nix::unistd::geteuid().is_root() {
+    if host.live && !host.is_root() {
         if mode == Mode::Apply {
             return Err(crate::Error::NotRoot.into());
         }
@@ -372,8 +372,8 @@ fn run_step(
     reporter: &Reporter,
 ) -> StepReport {
     reporter.step_started(id.as_str());
-    let started = Instant::now();
-    let elapsed = || started.elapsed();
+    let started = host.now();
+    let elapsed = || host.now() - started;
     // In a plan, a step after a pending one is judged after that one has
     // run: its state now (no group docker before Docker is installed, no
     // daemon to ask) says nothing about what apply will find.

@@ -437,12 +437,12 @@ mod tests {
         crate::edit::pem::tests_ca().to_string()
     }
 
-    /// A port on loopback where something listens, as a proxy would
+    /// A proxy port on loopback where the fake machine accepts connections
     /// (preflight only checks that the proxy answers).
-    fn listening() -> (std::net::TcpListener, u16) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        (listener, port)
+    fn listening(fake: &FakeHost) -> u16 {
+        let port = 3128;
+        fake.machine().listening.push(format!("127.0.0.1:{port}"));
+        port
     }
 
     fn corporate(fake: &FakeHost, port: u16) -> Settings {
@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn converges_shows_diffs_without_the_password_and_a_second_apply_changes_nothing() {
         let fake = FakeHost::debian12();
-        let (_proxy, port) = listening();
+        let port = listening(&fake);
         let settings = corporate(&fake, port);
         let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
         let text = out.captured();
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn registration_gets_the_ca_file_and_the_proxy_in_its_environment() {
         let fake = FakeHost::debian12();
-        let (_proxy, port) = listening();
+        let port = listening(&fake);
         let settings = corporate(&fake, port);
         let (applied, out) = go(
             &fake,
@@ -585,7 +585,7 @@ mod tests {
     #[test]
     fn a_new_ca_is_a_change_shown_in_plan() {
         let fake = FakeHost::debian12();
-        let (_proxy, port) = listening();
+        let port = listening(&fake);
         let settings = corporate(&fake, port);
         go(&fake, &settings, &["network"], Mode::Apply);
         fake.write(
@@ -621,7 +621,7 @@ mod tests {
             ("-----BEGIN CERTIFICATE-----\nMIIB\n", "no END line"),
         ] {
             let fake = FakeHost::debian12();
-            let (_proxy, port) = listening();
+            let port = listening(&fake);
             let settings = corporate(&fake, port);
             fake.write("/etc/ssl/corp-root.pem", content);
             let before = fake.snapshot();
@@ -634,7 +634,7 @@ mod tests {
             assert_eq!(fake.snapshot(), before);
         }
         let fake = FakeHost::debian12();
-        let (_proxy, port) = listening();
+        let port = listening(&fake);
         let settings = corporate(&fake, port);
         std::fs::remove_file(fake.root().join("etc/ssl/corp-root.pem")).expect("rm");
         let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
@@ -649,11 +649,8 @@ mod tests {
     #[test]
     fn an_unreachable_proxy_is_refused_before_any_change_and_plan_warns() {
         let fake = FakeHost::debian12();
-        let port = {
-            let (listener, port) = listening();
-            drop(listener);
-            port
-        };
+        // Nothing listens on the fake machine unless a test says so.
+        let port = 3128;
         let settings = corporate(&fake, port);
         let before = fake.snapshot();
         let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
@@ -678,7 +675,7 @@ mod tests {
     #[test]
     fn removing_network_removes_only_the_tools_files() {
         let fake = FakeHost::debian12();
-        let (_proxy, port) = listening();
+        let port = listening(&fake);
         let settings = corporate(&fake, port);
         go(&fake, &settings, &["network"], Mode::Apply);
         fake.write("/etc/gitlab-runner/certs/other.example.crt", &ca());

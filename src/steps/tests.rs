@@ -3,6 +3,7 @@
 //! argv and output.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Mode, Selection, StepId, registry, run};
 use crate::report::{Counts, Format, Reporter};
@@ -512,16 +513,7 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
 fn offline_root_persists_files_and_skips_live_actions() {
     let fake = FakeHost::debian12();
     let reporter = fake.reporter(Format::Json);
-    let runner = crate::testing::FakeRunner::for_root(fake.root(), fake.recorded.clone());
-    let host = crate::host::Host::new(
-        fake.root().to_path_buf(),
-        false,
-        Box::new(runner),
-        reporter.clone(),
-        fake.redactor.clone(),
-        false,
-    )
-    .expect("host");
+    let host = fake.offline_host(reporter.clone());
     let counts = run(
         &host,
         &fake.settings(Some(LEGACY)),
@@ -860,4 +852,103 @@ fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
         out.captured()
     );
     assert_eq!(fake.commands().len(), n, "turned off: nothing spawned");
+}
+
+#[test]
+fn not_root_apply_is_refused_before_any_change_and_plan_warns() {
+    let fake = FakeHost::debian12();
+    fake.machine().root = false;
+    let settings = fake.settings(Some(LEGACY));
+    let before = fake.snapshot();
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let text = out.captured();
+    assert_eq!(
+        (counts.failed, counts.skipped),
+        (1, reported() - 1),
+        "{text}"
+    );
+    assert!(text.contains("must run as root"), "{text}");
+    assert!(fake.commands().is_empty());
+    assert_eq!(fake.snapshot(), before);
+
+    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let text = out.captured();
+    assert_eq!(plan.failed, 0, "{text}");
+    assert!(text.contains("not running as root"), "{text}");
+}
+
+#[test]
+fn a_kernel_older_than_4_2_is_refused_before_any_change() {
+    for (release, refused) in [
+        ("4.1.52-generic", true),
+        ("4.2.0", false),
+        ("3.10.0-1160.el7", true),
+    ] {
+        let fake = FakeHost::debian12();
+        fake.write("/proc/sys/kernel/osrelease", &format!("{release}\n"));
+        let before = fake.snapshot();
+        let (plan, out) = go(
+            &fake,
+            &fake.settings(Some(LEGACY)),
+            &Selection::default(),
+            Mode::Plan,
+        );
+        let text = out.captured();
+        assert_eq!(plan.failed == 1, refused, "{release}: {text}");
+        assert_eq!(
+            text.contains(&format!("kernel {release} is too old")),
+            refused,
+            "{release}: {text}"
+        );
+        assert_eq!(fake.snapshot(), before);
+    }
+}
+
+#[test]
+fn docker_verify_waits_with_backoff_up_to_its_timeout_on_the_host_clock() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
+    settings.profile.docker.verify_timeout = 30;
+    let slept = fake.machine().slept;
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Apply);
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert!(out.captured().contains("within 30 s"), "{}", out.captured());
+    // 0.1 s doubling to 2 s, cut at the deadline: exactly the timeout.
+    assert_eq!(fake.machine().slept - slept, Duration::from_secs(30));
+}
+
+#[test]
+fn a_graceful_restart_waits_for_the_old_process_on_the_host_clock() {
+    let fake = FakeHost::debian12();
+    fake.write(
+        "/proc/777/status",
+        "Name:\tgitlab-runner\nState:\tS (sleeping)\nUid:\t0\t0\t0\t0\n",
+    );
+    let host = fake.host(fake.reporter(Format::Json));
+    let restarted = host
+        .restart_gracefully("gitlab-runner", "gitlab-runner", Duration::from_secs(60))
+        .expect("restart");
+    assert!(!restarted, "the old process never left");
+    let machine = fake.machine();
+    assert_eq!(
+        machine.signals,
+        vec![(777, nix::sys::signal::Signal::SIGQUIT)]
+    );
+    assert!(
+        machine.slept >= Duration::from_secs(60),
+        "{:?}",
+        machine.slept
+    );
+    drop(machine);
+    assert!(fake.commands().is_empty(), "no restart while it runs");
+
+    std::fs::remove_file(fake.root().join("proc/777/status")).expect("it stopped");
+    let restarted = host
+        .restart_gracefully("gitlab-runner", "gitlab-runner", Duration::from_secs(60))
+        .expect("restart");
+    assert!(restarted);
+    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert_eq!(run, vec!["systemctl restart gitlab-runner"]);
 }

@@ -228,9 +228,11 @@ fn plan_masks_every_secret_of_config_toml() {
 #[test]
 fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
     let tree = FakeRoot::debian12();
-    let profile = tree.path().join("../site.toml");
+    // Outside the tree, in a folder of its own (not the shared temp folder).
+    let outside = tempfile::tempdir().expect("tempdir");
+    let profile = outside.path().join("site.toml");
     std::fs::write(&profile, "[docker]\nstorage_drivr = \"overlay2\"\n").expect("write profile");
-    let unreadable = tree.path().join("../no-such-token");
+    let unreadable = outside.path().join("no-such-token");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -345,7 +347,9 @@ fn settings_that_could_only_fail_later_are_refused_before_any_change() {
 #[test]
 fn token_input_is_checked_before_any_change() {
     let tree = FakeRoot::debian12();
-    let blank = tree.path().join("../blank-token");
+    // Outside the tree, in a folder of its own (not the shared temp folder).
+    let outside = tempfile::tempdir().expect("tempdir");
+    let blank = outside.path().join("blank-token");
     std::fs::write(&blank, " \n").expect("write");
     let root = tree.path().display().to_string();
     let before = tree.snapshot();

@@ -85,21 +85,12 @@ mod tests {
     use super::*;
     use crate::report::{Format, Reporter};
     use crate::steps::{Mode, Selection, run};
-    use crate::testing::{FakeHost, FakeRunner};
+    use crate::testing::FakeHost;
 
     const ID: &str = "0123456789abcdef0123456789abcdef\n";
 
     fn image(fake: &FakeHost, reporter: Arc<Reporter>) -> Host {
-        let runner = FakeRunner::for_root(fake.root(), fake.recorded.clone());
-        Host::new(
-            fake.root().to_path_buf(),
-            false,
-            Box::new(runner),
-            reporter,
-            fake.redactor.clone(),
-            false,
-        )
-        .expect("host")
+        fake.offline_host(reporter)
     }
 
     fn only() -> Selection {

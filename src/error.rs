@@ -78,4 +78,8 @@ pub enum Error {
         found: String,
         wanted: String,
     },
+    #[error(
+        "runner {names} deleted on the server: GitLab no longer accepts its token; re-register with a new token (`gitlab-runner verify --delete` removes it from config.toml, then run apply with the new token in RUNNER_TOKEN or --token-file)"
+    )]
+    RunnerDeletedOnServer { names: String },
 }

@@ -487,6 +487,38 @@ impl FakeRunner {
                 );
                 ok("Runner registered successfully.")
             }
+            ["gitlab-runner", "verify"] => {
+                // As the stand-in: names listed in the server folder's
+                // deleted-runners were deleted on the server.
+                let config = read(&self.root, "/etc/gitlab-runner/config.toml");
+                let deleted = read(
+                    &self.root,
+                    "/var/lib/gitlab-runner-stand-in/server/deleted-runners",
+                );
+                let mut err = String::from("Running in system-mode.\n");
+                let mut failed = false;
+                for name in config
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("name = \""))
+                    .map(|n| n.trim_end_matches('"'))
+                {
+                    if deleted.lines().any(|d| d == name) {
+                        failed = true;
+                        err.push_str("ERROR: Verifying runner... is removed   runner=t-derive status=\"403 Forbidden\"\n");
+                    } else {
+                        err.push_str("Verifying runner... is alive   runner=t-derive\n");
+                    }
+                }
+                if failed {
+                    err.push_str("FATAL: Failed to verify runners\n");
+                }
+                Output {
+                    code: Some(i32::from(failed)),
+                    stdout: String::new(),
+                    stderr: err,
+                    timed_out: false,
+                }
+            }
             ["systemctl", "enable", unit] => {
                 write(
                     &self.root,

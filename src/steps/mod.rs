@@ -17,6 +17,7 @@ mod docker_verify;
 mod image_identity;
 pub mod network;
 mod overlay_module;
+mod runner_alive;
 mod runner_install;
 mod runner_register;
 #[cfg(test)]
@@ -152,6 +153,8 @@ registry! {
     DockerBuild = "docker-build" => docker_build::DockerBuild,
     /// An image (--root) keeps no runner system id or machine id of the build machine
     ImageIdentity = "image-identity" => image_identity::ImageIdentity,
+    /// GitLab still knows each registered runner (`gitlab-runner verify`)
+    RunnerAlive = "runner-alive" => runner_alive::RunnerAlive,
 }
 
 impl std::fmt::Display for StepId {

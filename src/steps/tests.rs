@@ -14,14 +14,15 @@ const LEGACY: &str = "GR1348941legacyTokenValue42";
 const AUTH: &str = "glrt-auth.TokenValue0123456789";
 
 /// Steps with nothing to change on a fresh Debian 12 host: network has no
-/// `[network]` to apply (its own tests cover it), docker-verify and
-/// docker-build only check, image-identity has nothing to do on a live host
-/// (its own tests cover images).
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 4] = [
+/// `[network]` to apply (its own tests cover it), docker-verify,
+/// docker-build and runner-alive only check, image-identity has nothing to
+/// do on a live host (its own tests cover images).
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 5] = [
     StepId::Network,
     StepId::DockerVerify,
     StepId::DockerBuild,
     StepId::ImageIdentity,
+    StepId::RunnerAlive,
 ];
 
 /// Every step, preflight included: what a run reports on.
@@ -97,9 +98,10 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
         spawned,
         vec![
             "runuser -l gitlab-runner -c 'docker info --format '\\''{{.Driver}}'\\'''",
-            "su -s /bin/bash gitlab-runner -c 'bash -l'"
+            "su -s /bin/bash gitlab-runner -c 'bash -l'",
+            "gitlab-runner verify"
         ],
-        "a converged apply spawns only docker info and the job's build"
+        "a converged apply spawns only docker info, the job's build and the runner's verify"
     );
 
     let config = fake.read("/etc/gitlab-runner/config.toml");
@@ -951,4 +953,43 @@ fn a_graceful_restart_waits_for_the_old_process_on_the_host_clock() {
     assert!(restarted);
     let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
     assert_eq!(run, vec!["systemctl restart gitlab-runner"]);
+}
+
+#[test]
+fn runner_alive_reports_a_runner_deleted_on_the_server() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let text = out.captured();
+    assert_eq!((counts.ok, counts.failed), (2, 0), "{text}");
+    assert!(
+        text.contains("\"runners\":{\"runner-1\":\"alive\"}"),
+        "{text}"
+    );
+    assert!(
+        fake.commands()
+            .iter()
+            .any(|c| c.argv == ["gitlab-runner", "verify"]),
+        "no token, no flag: gitlab-runner reads config.toml itself"
+    );
+
+    fake.write(
+        "/var/lib/gitlab-runner-stand-in/server/deleted-runners",
+        "runner-1\n",
+    );
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains("runner runner-1 deleted on the server")
+            && text.contains("re-register with a new token"),
+        "{text}"
+    );
+    assert!(text.contains("\"runner-1\":\"deleted\""), "{text}");
+    assert!(
+        !text.contains("t-derive"),
+        "no shortened token in output: {text}"
+    );
 }

@@ -126,10 +126,10 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     assert_eq!(out.code, 0, "{out}");
     let out = tree.run(&["verify"], Some(LEGACY), &[]);
     assert_eq!(out.code, 0, "{out}");
-    // Offline root: docker-verify and docker-build are skipped; verify
+    // Offline root: docker-verify, docker-build and runner-alive are skipped; verify
     // counts no changes.
     assert!(
-        out.stdout.contains("summary: 9 ok, 2 skipped, 0 failed"),
+        out.stdout.contains("summary: 9 ok, 3 skipped, 0 failed"),
         "{out}"
     );
 }

@@ -60,6 +60,11 @@ impl Server {
     }
 }
 
+/// A field value as logrus's text formatter writes one that has spaces.
+fn quoted(value: &str) -> String {
+    format!("{value:?}")
+}
+
 fn field(r: &Table, key: &str) -> String {
     r.get_str(key).unwrap_or("").to_string()
 }
@@ -118,7 +123,7 @@ pub fn verify(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 ctx.out.log(
                     Level::Error,
                     "Verifying runner... is removed",
-                    &[short, ("status", "403 Forbidden".to_string())],
+                    &[short, ("status", quoted("403 Forbidden"))],
                 );
                 false
             }
@@ -131,7 +136,7 @@ pub fn verify(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 ctx.out.log(
                     Level::Error,
                     "Verifying runner... client error",
-                    &[short, ("status", status)],
+                    &[short, ("status", quoted(&status))],
                 );
                 true
             }

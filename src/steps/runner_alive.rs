@@ -15,7 +15,7 @@ use anyhow::Result;
 use serde_json::{Map, Value};
 
 use super::runner_register::runners;
-use super::{Mode, Settings, State, Step, StepId, require_tool};
+use super::{Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
 
@@ -78,13 +78,6 @@ impl Step for RunnerAlive {
         &[StepId::RunnerRegister]
     }
 
-    fn preflight(&self, host: &Host, _settings: &Settings, mode: Mode) -> Result<()> {
-        if host.live && mode != Mode::Plan && runners(host)?.is_some_and(|r| !r.is_empty()) {
-            require_tool(host, "gitlab-runner", "gitlab-runner")?;
-        }
-        Ok(())
-    }
-
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         if !host.live {
             return Ok(State::NotApplicable("offline root".to_string()));
@@ -93,6 +86,8 @@ impl Step for RunnerAlive {
         if registered.is_empty() {
             return Ok(State::NotApplicable("no runner in config.toml".to_string()));
         }
+        // Not a preflight check: on a fresh host runner-install provides it.
+        require_tool(host, "gitlab-runner", "gitlab-runner")?;
         let limit = settings.profile.docker.verify_timeout;
         host.progress("asking GitLab about each runner");
         let out = host.probe(

@@ -10,6 +10,7 @@
 
 mod checks;
 mod harness;
+mod job_checks;
 mod lifecycle;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
@@ -86,4 +87,16 @@ fn bad_input() {
 #[test]
 fn golden_image() {
     lifecycle::golden_image();
+}
+
+/// 12. Build as a job, nothing left behind; a runner deleted on the server.
+#[test]
+fn job_build_and_runner_on_the_server() {
+    job_checks::job_build_and_runner_on_the_server();
+}
+
+/// 13. Docker's data root full: docker info answers, the build says disk full.
+#[test]
+fn docker_data_root_full() {
+    job_checks::docker_data_root_full();
 }

@@ -531,9 +531,29 @@ impl FakeRunner {
                 self.start_docker();
                 ok("")
             }
+            [
+                "systemctl",
+                "kill",
+                "--signal=SIGQUIT",
+                "--kill-who=main",
+                "gitlab-runner",
+            ] => {
+                // The old process exits once its (no) jobs are done.
+                let status = read(&self.root, "/proc/777/status");
+                let _ = fs::remove_dir_all(self.root.join("proc/777"));
+                write(&self.root, "/run/fake-stopped-777", &status);
+                ok("")
+            }
             ["systemctl", "restart", "gitlab-runner"] => {
                 // The restarted service picks up its account's current groups.
-                let status = read(&self.root, "/proc/777/status");
+                let stopped = self.root.join("run/fake-stopped-777");
+                let status = if stopped.exists() {
+                    let text = read(&self.root, "/run/fake-stopped-777");
+                    let _ = fs::remove_file(&stopped);
+                    text
+                } else {
+                    read(&self.root, "/proc/777/status")
+                };
                 if !status.is_empty() {
                     write(
                         &self.root,

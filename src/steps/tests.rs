@@ -504,8 +504,10 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
         run,
         vec![
             "usermod --append --groups docker gitlab-runner",
+            "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
             "systemctl restart gitlab-runner"
-        ]
+        ],
+        "a graceful stop (SIGQUIT) before the start"
     );
     let (again, _) = go(&fake, &settings, &only(StepId::DockerGroup), Mode::Plan);
     assert_eq!(again.pending, 0);

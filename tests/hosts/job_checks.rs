@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::LEGACY_TOKEN;
 use crate::checks::{self, assert_second_apply_changes_nothing};
-use crate::harness::{self, Container, Run};
+use crate::harness::{self, Container, PROFILE, Run, TOOL};
 
 /// Where the stand-in reads which runners the server has deleted.
 const DELETED: &str = "/var/lib/gitlab-runner-stand-in/server/deleted-runners";
@@ -45,6 +45,21 @@ fn runner_token_forms(host: &Container) -> Vec<String> {
     vec![token, short]
 }
 
+/// With RUNNER_PROVISION_BENCH_CHECKS=FILE: bench/checks.sh's table of what
+/// each check costs on this converged host, written to FILE (measured, never
+/// asserted).
+fn bench_checks(host: &Container) {
+    let Some(out) = std::env::var_os("RUNNER_PROVISION_BENCH_CHECKS") else {
+        return;
+    };
+    let script = include_str!("../../bench/checks.sh");
+    host.write("/root/bench-checks.sh", script);
+    let table = host.sh_ok(&format!(
+        "PROFILE={PROFILE} RUNS=${{RUNS:-10}} sh /root/bench-checks.sh {TOOL}"
+    ));
+    std::fs::write(&out, table).expect("writing the bench table");
+}
+
 /// 12. A converged host passes the build check (overlay2, nothing left
 ///     behind); a runner deleted on the server is reported by verify.
 pub fn job_build_and_runner_on_the_server() {
@@ -73,6 +88,8 @@ pub fn job_build_and_runner_on_the_server() {
     let alive = checked(&verify, "runner-alive");
     assert_eq!(alive["status"], "ok", "{alive}");
     assert_eq!(alive["details"]["runners"][&name], "alive", "{alive}");
+
+    bench_checks(&host);
 
     // The runner is deleted on the server.
     host.write(DELETED, &format!("{name}\n"));

@@ -1,7 +1,7 @@
 //! docker-group: the runner account in group `docker`, and a runner service
 //! that runs as that account restarted so that its jobs get the group.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
@@ -143,20 +143,18 @@ fn graceful_restart(host: &Host, settings: &Settings, pids: &[u32]) -> Result<St
             SERVICE,
         ]))?;
     } else {
-        host.run(
-            Cmd::new("kill")
-                .arg("-QUIT")
-                .args(pids.iter().map(u32::to_string)),
-        )?;
+        for pid in pids {
+            host.signal(*pid, nix::sys::signal::Signal::SIGQUIT)?;
+        }
     }
     let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
-    let deadline = Instant::now() + limit;
+    let deadline = host.now() + limit;
     let alive = || {
         pids.iter()
             .any(|pid| host.files.exists(&format!("/proc/{pid}/status")))
     };
     while alive() {
-        if Instant::now() >= deadline {
+        if host.now() >= deadline {
             bail!(
                 "{SERVICE} (pid {}) got SIGQUIT and is still finishing its running jobs after {} s: it takes no new job and exits when they end, then starts again with group {GROUP} (or run `systemctl restart {SERVICE}` to abort them)",
                 pids.iter()
@@ -166,7 +164,7 @@ fn graceful_restart(host: &Host, settings: &Settings, pids: &[u32]) -> Result<St
                 limit.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        host.sleep(Duration::from_millis(200));
     }
     host.progress(&format!("starting {SERVICE}"));
     // restart, not start: under systemd the unit may be waiting out

@@ -162,6 +162,12 @@ struct SettingsArgs {
     /// Also install the CA certificates into the system trust store
     #[arg(long)]
     install_ca_system_wide: bool,
+    /// Install a systemd unit that unregisters this host's runners when it shuts down
+    #[arg(long)]
+    unregister_on_shutdown: bool,
+    /// Seconds running jobs may take to finish when the runner stops
+    #[arg(long, value_name = "SECS")]
+    shutdown_timeout: Option<u64>,
     /// Read the runner token from this file (else from RUNNER_TOKEN)
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
@@ -314,6 +320,12 @@ impl SettingsArgs {
         }
         if let Some(tags) = &self.tag_list {
             runner.tags = tags.iter().filter(|t| !t.is_empty()).cloned().collect();
+        }
+        if self.unregister_on_shutdown {
+            runner.unregister_on_shutdown = true;
+        }
+        if let Some(secs) = self.shutdown_timeout {
+            runner.shutdown_timeout = secs;
         }
         let docker = &mut profile.docker;
         if let Some(source) = self.docker_source {

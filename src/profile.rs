@@ -46,6 +46,20 @@ pub struct Runner {
     /// failure, not a skip (the rendered cloud-init user data sets it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub require_registration: bool,
+    /// A systemd unit unregisters this host's runners when it shuts down
+    /// (for instances that go away: autoscaled and spot machines).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unregister_on_shutdown: bool,
+    /// Seconds running jobs may take to finish when the runner stops.
+    #[serde(skip_serializing_if = "is_default_shutdown_timeout")]
+    pub shutdown_timeout: u64,
+}
+
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 300;
+const MAX_SHUTDOWN_TIMEOUT: u64 = 86_400;
+
+fn is_default_shutdown_timeout(secs: &u64) -> bool {
+    *secs == DEFAULT_SHUTDOWN_TIMEOUT
 }
 
 impl Default for Runner {
@@ -58,6 +72,8 @@ impl Default for Runner {
             install: Install::PackageRepo,
             repository: None,
             require_registration: false,
+            unregister_on_shutdown: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -290,6 +306,13 @@ impl Profile {
                 what: "verify_timeout (--verify-timeout)",
                 value: self.docker.verify_timeout.to_string(),
                 allowed: "seconds from 0 to 3600",
+            });
+        }
+        if !(1..=MAX_SHUTDOWN_TIMEOUT).contains(&self.runner.shutdown_timeout) {
+            return Err(Error::BadSetting {
+                what: "shutdown_timeout",
+                value: self.runner.shutdown_timeout.to_string(),
+                allowed: "seconds from 1 to 86400",
             });
         }
         // Line and paragraph separators too: YAML and some logs break lines there.
@@ -650,6 +673,13 @@ mod tests {
         let mut profile = Profile::default();
         profile.docker.verify_timeout = MAX_VERIFY_TIMEOUT;
         profile.validate().expect("an hour");
+        let err = refused(|p| p.runner.shutdown_timeout = 0);
+        assert!(
+            err.contains("shutdown_timeout") && err.contains("1 to 86400"),
+            "{err}"
+        );
+        let err = refused(|p| p.runner.shutdown_timeout = u64::MAX);
+        assert!(err.contains("shutdown_timeout"), "{err}");
     }
 
     #[test]

@@ -522,7 +522,10 @@ impl FakeRunner {
             ["systemctl", "enable", unit] => {
                 write(
                     &self.root,
-                    &format!("/etc/systemd/system/multi-user.target.wants/{unit}.service"),
+                    &format!(
+                        "/etc/systemd/system/multi-user.target.wants/{}.service",
+                        unit.trim_end_matches(".service")
+                    ),
                     "",
                 );
                 ok("")

@@ -20,6 +20,7 @@ mod overlay_module;
 mod runner_alive;
 mod runner_install;
 mod runner_register;
+mod shutdown_unregister;
 #[cfg(test)]
 mod tests;
 
@@ -147,6 +148,8 @@ registry! {
     OverlayModule = "overlay-module" => overlay_module::OverlayModule,
     /// DOCKER_DRIVER for every runner and the storage driver in daemon.json
     DockerDriver = "docker-driver" => docker_driver::DockerDriver,
+    /// With unregister_on_shutdown: a unit unregisters this host's runners at shutdown
+    ShutdownUnregister = "shutdown-unregister" => shutdown_unregister::ShutdownUnregister,
     /// `docker info` as the runner's account answers with the expected driver
     DockerVerify = "docker-verify" => docker_verify::DockerVerify,
     /// A throwaway image built FROM scratch as a shell-executor job would build it

@@ -16,9 +16,11 @@ const AUTH: &str = "glrt-auth.TokenValue0123456789";
 /// Steps with nothing to change on a fresh Debian 12 host: network has no
 /// `[network]` to apply (its own tests cover it), docker-verify,
 /// docker-build and runner-alive only check, image-identity has nothing to
-/// do on a live host (its own tests cover images).
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 5] = [
+/// do on a live host (its own tests cover images), shutdown-unregister is
+/// off by default.
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 6] = [
     StepId::Network,
+    StepId::ShutdownUnregister,
     StepId::DockerVerify,
     StepId::DockerBuild,
     StepId::ImageIdentity,

@@ -566,6 +566,23 @@ impl Container {
         }
     }
 
+    /// `systemctl poweroff` inside, then waits for the container to end;
+    /// its root directory stays until the guard is dropped.
+    pub fn poweroff(&mut self) {
+        let _ = self.exec(&["systemctl", "poweroff"]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let nspawn = self.nspawn.as_mut().expect("the container is running");
+        while !matches!(nspawn.try_wait(), Ok(Some(_))) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: did not power off within 120 s",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        self.leader = 0;
+    }
+
     pub fn console_log(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
     }

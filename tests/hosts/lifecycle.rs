@@ -337,3 +337,123 @@ pub fn golden_image() {
         "instances of one image are the same runner manager"
     );
 }
+
+/// Shutdown: with `--unregister-on-shutdown`, powering the host off
+/// unregisters this host's runner (only), after the runner service stopped
+/// gracefully and before the network went down.
+pub fn shutdown_unregisters() {
+    let Some(tier) = harness::tier() else { return };
+    let _time = WallTime::start("shutdown_unregisters");
+    let mut host = tier.boot_with("rp-shutdown", |root| {
+        // A persistent journal, read from outside after the power-off.
+        fs::create_dir_all(root.join("var/log/journal")).expect("journal dir");
+        // A network that goes down at shutdown: systemd-networkd (lo only,
+        // the container has a private network) and its network.target.
+        let wants = root.join("etc/systemd/system/multi-user.target.wants");
+        fs::create_dir_all(&wants).expect("wants");
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/systemd-networkd.service",
+            wants.join("systemd-networkd.service"),
+        )
+        .expect("enabling systemd-networkd");
+        // The stand-in records the unit's calls in its log.
+        let drop_in = root.join("etc/systemd/system/runner-provision-unregister.service.d");
+        fs::create_dir_all(&drop_in).expect("drop-in dir");
+        fs::write(
+            drop_in.join("test-log.conf"),
+            format!("[Service]\nEnvironment=GITLAB_RUNNER_STAND_IN_LOG={STAND_IN_LOG}\n"),
+        )
+        .expect("drop-in");
+    });
+    let applied = host.apply(&["--unregister-on-shutdown"], Some(GLRT_TOKEN));
+    applied.assert_applied("apply with --unregister-on-shutdown");
+    assert_eq!(status_of(&applied, "shutdown-unregister"), "changed");
+    assert_eq!(
+        host.sh("systemctl is-active runner-provision-unregister.service")
+            .stdout
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        host.sh("systemctl show -p KillSignal --value gitlab-runner.service")
+            .stdout
+            .trim(),
+        "3",
+        "gitlab-runner.service stops with SIGQUIT"
+    );
+    let again = host.apply(&["--unregister-on-shutdown"], Some(GLRT_TOKEN));
+    again.assert_converged("second apply with --unregister-on-shutdown");
+
+    // Another runner in the same config.toml, not this host's profile's.
+    host.sh_ok(
+        "CI_SERVER_TOKEN=glrt-another-fleet-runner gitlab-runner register --non-interactive \
+         --url https://other.example.com/ --name other --executor shell >/dev/null 2>&1",
+    );
+    let name = checks::host_name(&host);
+    let system_id = host.read("/etc/gitlab-runner/.runner_system_id");
+    host.poweroff();
+
+    let unregisters: Vec<serde_json::Value> = host
+        .read(STAND_IN_LOG)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|call| call["argv"].get(1).and_then(|a| a.as_str()) == Some("unregister"))
+        .collect();
+    assert_eq!(unregisters.len(), 1, "{unregisters:?}");
+    let argv: Vec<&str> = unregisters[0]["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        argv.windows(2).any(|w| w == ["--name", name.as_str()]),
+        "unregistered by this host's runner name: {argv:?}"
+    );
+    assert!(
+        !argv.iter().any(|a| a.contains("glrt-")),
+        "a token on argv: {argv:?}"
+    );
+    let config = host.read("/etc/gitlab-runner/config.toml");
+    assert!(
+        !config.contains(&format!("name = \"{name}\"")) && config.contains("name = \"other\""),
+        "only this host's runner leaves config.toml:\n{config}"
+    );
+
+    let journal = Run::capture(
+        Command::new("journalctl")
+            .arg("--directory")
+            .arg(host.path("/var/log/journal"))
+            .args(["--no-pager", "--output", "short-monotonic"]),
+    );
+    journal.assert_success("reading the container's journal");
+    let lines: Vec<&str> = journal.stdout.lines().collect();
+    let find = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .position(|l| pred(l))
+            .unwrap_or_else(|| panic!("journal: no line for {what}\n{}", journal.stdout))
+    };
+    let graceful = find("the runner's graceful shutdown", &|l| {
+        l.contains("Starting graceful shutdown")
+    });
+    let stopped = find("gitlab-runner.service stopped", &|l| {
+        l.contains("Stopped gitlab-runner.service") || l.contains("Stopped GitLab Runner")
+    });
+    let unregistered = find("the unregistration", &|l| {
+        l.contains("Unregistering runner manager from GitLab succeeded")
+    });
+    let network_down = find("network.target stopped", &|l| {
+        l.contains("Stopped target network.target") || l.contains("Stopped target Network")
+    });
+    assert!(
+        graceful < stopped && stopped < unregistered && unregistered < network_down,
+        "order: graceful {graceful}, stopped {stopped}, unregistered {unregistered}, network down {network_down}\n{}",
+        journal.stdout
+    );
+    assert!(
+        lines[unregistered].contains(system_id.trim()),
+        "the manager removed is this machine's ({system_id}): {}",
+        lines[unregistered]
+    );
+}

@@ -100,3 +100,10 @@ fn job_build_and_runner_on_the_server() {
 fn docker_data_root_full() {
     job_checks::docker_data_root_full();
 }
+
+/// 14. Shutdown: the unit unregisters this host's runner, after the runner
+///     stopped gracefully, before the network went down.
+#[test]
+fn shutdown_unregisters() {
+    lifecycle::shutdown_unregisters();
+}

@@ -104,6 +104,7 @@ pub fn unregister(ctx: &mut Ctx, args: &[String]) -> Outcome {
         };
         (0..runners.len()).map(|i| i != first).collect()
     };
+    let system_id = crate::system_id::ensure(&path, std::path::Path::new("/"));
     let items = cfg.runners_mut();
     let mut i = 0;
     items.retain(|v| {
@@ -111,11 +112,25 @@ pub fn unregister(ctx: &mut Ctx, args: &[String]) -> Outcome {
         i += 1;
         if !k && let Value::Table(r) = v {
             let t = r.get_str("token").unwrap_or("");
-            let line = crate::log::format_line(
-                Level::Info,
-                "Unregistering runner from GitLab succeeded",
-                &[("runner", token::short(t))],
-            );
+            // commands/unregister.go: a runner authentication token removes
+            // only this machine's manager (DELETE /runners/managers with the
+            // system id); any other token deletes the runner.
+            let line = if t.starts_with("glrt-") {
+                crate::log::format_line(
+                    Level::Info,
+                    "Unregistering runner manager from GitLab succeeded",
+                    &[
+                        ("runner", token::short(t)),
+                        ("system_id", system_id.clone().unwrap_or_default()),
+                    ],
+                )
+            } else {
+                crate::log::format_line(
+                    Level::Info,
+                    "Unregistering runner from GitLab succeeded",
+                    &[("runner", token::short(t))],
+                )
+            };
             ctx.out.err(&format!("{line}\n"));
         }
         k

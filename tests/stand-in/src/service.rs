@@ -655,9 +655,16 @@ pub fn run_service(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let signal = set
         .wait()
         .map_err(|e| Exit::Fatal(format!("waiting for a signal: {e}")))?;
+    // commands/multi.go: SIGQUIT asks for a graceful shutdown (no new
+    // jobs, running ones finish); the others stop at once.
+    let message = if signal == Signal::SIGQUIT {
+        "Starting graceful shutdown, waiting for builds to finish"
+    } else {
+        "Starting forceful shutdown"
+    };
     ctx.out.log(
         crate::log::Level::Warning,
-        "Starting forceful shutdown",
+        message,
         &[("StopSignal", signal.as_str().to_lowercase())],
     );
     ctx.out.info("All workers stopped. Can exit now");

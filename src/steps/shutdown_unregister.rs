@@ -1,0 +1,279 @@
+//! shutdown-unregister: with `unregister_on_shutdown`, a systemd unit whose
+//! `ExecStop` unregisters this host's runners when the machine shuts down,
+//! after the runner service stopped gracefully and before the network goes
+//! down (see `edit::shutdown_unit` for the ordering). Without it, the
+//! tool's files are removed again; files at those paths that are not the
+//! tool's are never touched.
+//!
+//! What `gitlab-runner unregister` does depends on the token (GitLab Runner
+//! `commands/unregister.go`): for a runner authentication token (`glrt-`)
+//! it calls `DELETE /api/v4/runners/managers` with this machine's system id,
+//! removing only this host's manager of a runner the whole fleet may share;
+//! for a legacy token, `DELETE /api/v4/runners` deletes the runner (which
+//! belonged to this host alone). Either way the entry leaves config.toml.
+
+use anyhow::{Result, bail};
+
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId};
+use crate::edit::shutdown_unit::{self, MARKER};
+use crate::edit::{diff, runner_config};
+use crate::host::Host;
+use crate::host::command::Cmd;
+
+pub struct ShutdownUnregister;
+
+const UNIT_NAME: &str = "runner-provision-unregister.service";
+pub const UNIT: &str = "/etc/systemd/system/runner-provision-unregister.service";
+pub const DROP_IN: &str =
+    "/etc/systemd/system/gitlab-runner.service.d/runner-provision-shutdown.conf";
+const WANTS: &str =
+    "/etc/systemd/system/multi-user.target.wants/runner-provision-unregister.service";
+const GITLAB_RUNNER: &str = "/usr/bin/gitlab-runner";
+
+/// The names of this profile's runners in config.toml: the one with its
+/// URL and name, or (a profile without a name) those adopted at its URL;
+/// before registration, the name it will register under.
+fn runner_names(host: &Host, settings: &Settings) -> Result<Vec<String>> {
+    let runner = &settings.profile.runner;
+    let name = settings.runner_name(host)?;
+    let existing = super::runner_register::runners(host)?.unwrap_or_default();
+    if runner_config::find(&existing, &runner.url, &name).is_some() {
+        return Ok(vec![name]);
+    }
+    if runner.name.is_empty() {
+        let adopted: Vec<String> = runner_config::at_url(&existing, &runner.url)
+            .into_iter()
+            .map(|r| r.name.clone())
+            .collect();
+        if !adopted.is_empty() {
+            return Ok(adopted);
+        }
+    }
+    Ok(vec![name])
+}
+
+/// Each file's wanted content (`None`: absent).
+fn wanted(host: &Host, settings: &Settings) -> Result<Vec<(&'static str, Option<String>)>> {
+    let runner = &settings.profile.runner;
+    if !runner.unregister_on_shutdown {
+        return Ok(vec![(UNIT, None), (DROP_IN, None)]);
+    }
+    Ok(vec![
+        (
+            UNIT,
+            Some(shutdown_unit::unit(
+                GITLAB_RUNNER,
+                CONFIG_TOML,
+                &runner_names(host, settings)?,
+                super::network::ENV_FILE,
+            )),
+        ),
+        (
+            DROP_IN,
+            Some(shutdown_unit::graceful_stop(runner.shutdown_timeout)),
+        ),
+    ])
+}
+
+/// The file's text when it is the tool's; an error when the tool should
+/// write it and someone else's file is there.
+fn ours(host: &Host, path: &str) -> Result<Option<String>> {
+    Ok(host
+        .files
+        .read(path)?
+        .filter(|text| text.lines().next().is_some_and(|l| l.starts_with(MARKER))))
+}
+
+fn enabled(host: &Host) -> bool {
+    host.files.is_symlink(WANTS) || host.files.exists(WANTS)
+}
+
+fn active(host: &Host) -> Result<bool> {
+    Ok(host
+        .probe(Cmd::new("systemctl").args(["is-active", "--quiet", UNIT_NAME]))?
+        .code
+        == Some(0))
+}
+
+impl Step for ShutdownUnregister {
+    fn needs(&self) -> &'static [StepId] {
+        &[StepId::RunnerInstall]
+    }
+
+    fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
+        if !settings.profile.runner.unregister_on_shutdown {
+            return Ok(());
+        }
+        if host.live && !host.os.systemd {
+            bail!(
+                "unregister_on_shutdown needs systemd (this host's init system is not): remove it from the profile, or unregister the runner from your own shutdown script"
+            );
+        }
+        for path in [UNIT, DROP_IN] {
+            if host.files.exists(path) && ours(host, path)?.is_none() {
+                bail!(
+                    "{path} exists and was not written by runner-provision: move it away, or leave unregister_on_shutdown off"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let on = settings.profile.runner.unregister_on_shutdown;
+        let mut changes = Vec::new();
+        for (path, want) in wanted(host, settings)? {
+            let current = ours(host, path)?;
+            match (&current, &want) {
+                (Some(now), Some(want)) if now == want => {}
+                (_, Some(want)) => changes.push(Change::file(
+                    format!("write {path}"),
+                    diff::unified(path, current.as_deref().unwrap_or(""), want),
+                )),
+                (Some(now), None) => changes.push(Change::file(
+                    format!("remove {path}"),
+                    diff::unified(path, now, ""),
+                )),
+                (None, None) => {}
+            }
+        }
+        if on && !enabled(host) {
+            changes.push(Change::new(format!("enable {UNIT_NAME}")));
+        }
+        if !on && enabled(host) && ours(host, UNIT)?.is_some() {
+            changes.push(Change::new(format!(
+                "stop (without unregistering) and disable {UNIT_NAME}"
+            )));
+        }
+        if on && host.live && !active(host)? {
+            changes.push(Change::new(format!(
+                "start {UNIT_NAME} (its stop at shutdown unregisters)"
+            )));
+        }
+        Ok(State::from_changes(changes))
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
+        let on = settings.profile.runner.unregister_on_shutdown;
+        let mut done = Vec::new();
+        if !on && ours(host, UNIT)?.is_some() {
+            if host.live && host.os.systemd && active(host)? {
+                // Stopping it as it is would unregister now, and a unit
+                // file removed while it runs stays loaded until shutdown:
+                // first take its ExecStop away, then stop it.
+                let quiet = shutdown_unit::unit(GITLAB_RUNNER, CONFIG_TOML, &[], "/dev/null");
+                host.files.write_atomic(UNIT, quiet.as_bytes(), 0o644)?;
+                host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
+                host.run(Cmd::new("systemctl").args(["stop", UNIT_NAME]))?;
+                done.push(format!("stopped {UNIT_NAME} without unregistering"));
+            }
+            if enabled(host) {
+                host.run(Cmd::new("systemctl").args(["disable", UNIT_NAME]))?;
+                done.push(format!("disabled {UNIT_NAME}"));
+            }
+        }
+        let mut files_changed = false;
+        for (path, want) in wanted(host, settings)? {
+            let current = ours(host, path)?;
+            match want {
+                Some(want) if current.as_deref() != Some(want.as_str()) => {
+                    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+                    host.files.create_dir(dir, 0o755)?;
+                    host.files.write_atomic(path, want.as_bytes(), 0o644)?;
+                    done.push(format!("wrote {path}"));
+                    files_changed = true;
+                }
+                None if current.is_some() => {
+                    host.files.remove(path)?;
+                    done.push(format!("removed {path}"));
+                    files_changed = true;
+                }
+                _ => {}
+            }
+        }
+        if files_changed && host.live && host.os.systemd {
+            host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
+        }
+        if on && !enabled(host) {
+            host.run(Cmd::new("systemctl").args(["enable", UNIT_NAME]))?;
+            done.push(format!("enabled {UNIT_NAME}"));
+        }
+        if on && host.live && !active(host)? {
+            host.run(Cmd::new("systemctl").args(["start", UNIT_NAME]))?;
+            done.push(format!("started {UNIT_NAME}"));
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Format;
+    use crate::steps::{Selection, run};
+    use crate::testing::FakeHost;
+
+    fn image(fake: &FakeHost) -> (Host, std::sync::Arc<crate::report::Reporter>) {
+        let reporter = fake.reporter(Format::Json);
+        (fake.offline_host(reporter.clone()), reporter)
+    }
+
+    fn go(fake: &FakeHost, settings: &Settings, mode: Mode) -> (crate::report::Counts, String) {
+        let (host, reporter) = image(fake);
+        let only = Selection {
+            only: vec![StepId::ShutdownUnregister],
+            skip: Vec::new(),
+        };
+        let counts = run(&host, settings, &only, mode, &reporter);
+        (counts, reporter.captured())
+    }
+
+    #[test]
+    fn on_writes_and_enables_the_unit_once_and_off_takes_it_back() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let mut settings = fake.settings(None);
+        settings.profile.runner.unregister_on_shutdown = true;
+        settings.profile.runner.shutdown_timeout = 120;
+
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
+        let unit = fake.read(UNIT);
+        assert!(
+            unit.contains(
+                "unregister --config \"/etc/gitlab-runner/config.toml\" --name \"runner-1\""
+            ),
+            "{unit}"
+        );
+        assert!(fake.read(DROP_IN).contains("TimeoutStopSec=120"));
+        assert!(fake.root().join(WANTS.trim_start_matches('/')).exists());
+        let before = fake.snapshot();
+        let (again, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((again.changed, again.failed), (0, 0), "{out}");
+        assert_eq!(fake.snapshot(), before);
+
+        settings.profile.runner.unregister_on_shutdown = false;
+        let (off, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((off.changed, off.failed), (1, 0), "{out}");
+        assert!(!fake.root().join(UNIT.trim_start_matches('/')).exists());
+        assert!(!fake.root().join(DROP_IN.trim_start_matches('/')).exists());
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        assert_eq!(plan.pending, 0, "{out}");
+    }
+
+    #[test]
+    fn someone_elses_file_is_refused_before_any_change_and_never_removed() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        fake.write(DROP_IN, "[Service]\nKillSignal=SIGTERM\n");
+        let mut settings = fake.settings(None);
+        let (off, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((off.changed, off.failed), (0, 0), "{out}");
+        assert_eq!(fake.read(DROP_IN), "[Service]\nKillSignal=SIGTERM\n");
+        settings.profile.runner.unregister_on_shutdown = true;
+        let (on, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(on.failed, 1, "{out}");
+        assert!(out.contains("not written by runner-provision"), "{out}");
+        assert!(!fake.root().join(UNIT.trim_start_matches('/')).exists());
+    }
+}

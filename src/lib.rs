@@ -3,6 +3,7 @@
 //! DESIGN of the modules: `cli` parses, `steps` decide, `host` does every
 //! I/O, `edit` transforms text without I/O, `report` prints.
 
+pub mod change;
 pub mod cli;
 pub mod cloud_init;
 pub mod edit;

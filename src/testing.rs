@@ -3,7 +3,7 @@
 //! runner that records every command and simulates its effect on that tree,
 //! the way rustup's test process stands in for the real one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use nix::sys::signal::Signal;
 
+use crate::change::Change;
 use crate::host::Host;
 use crate::host::command::{Cmd, Output, Runner};
 use crate::host::http::HttpNetwork;
+use crate::host::packages::{PackageManager, Source};
 use crate::host::system::System;
 use crate::profile::Profile;
 use crate::report::{Format, Reporter};
@@ -70,13 +72,85 @@ impl Default for Machine {
         Self {
             root: true,
             slept: Duration::ZERO,
-            // 2026-01-01T00:00:00Z
-            unix_time: 1_767_225_600,
+            // Files the tests write carry the real time: start there.
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             listening: Vec::new(),
             urls: BTreeMap::new(),
             requests: Vec::new(),
             signals: Vec::new(),
         }
+    }
+}
+
+/// A package manager that keeps its packages in memory and records what
+/// it was asked: for tests of what the steps want from the seam, apart from
+/// how apt does it (the fake runner's apt-get and dpkg cover that).
+#[derive(Clone, Default)]
+pub struct FakePackages {
+    pub log: Arc<Mutex<PackageLog>>,
+}
+
+#[derive(Debug, Default)]
+pub struct PackageLog {
+    pub installed: BTreeSet<String>,
+    /// Names of the repositories made available.
+    pub repositories: Vec<String>,
+    /// Each install's packages: one entry per transaction.
+    pub transactions: Vec<Vec<String>>,
+    pub refreshes: usize,
+}
+
+impl FakePackages {
+    fn log(&self) -> std::sync::MutexGuard<'_, PackageLog> {
+        self.log.lock().expect("package log lock")
+    }
+}
+
+impl PackageManager for FakePackages {
+    fn tools(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    fn installed(&self, _host: &Host, package: &str) -> Result<bool> {
+        Ok(self.log().installed.contains(package))
+    }
+
+    fn probe_repository(&self, _host: &Host, _source: &Source) -> Result<()> {
+        Ok(())
+    }
+
+    fn repository_changes(&self, _host: &Host, source: &Source) -> Result<Vec<Change>> {
+        Ok(
+            if self.log().repositories.iter().any(|r| r == source.name) {
+                Vec::new()
+            } else {
+                vec![Change::new(format!("add the repository {}", source.name))]
+            },
+        )
+    }
+
+    fn ensure_repository(&self, _host: &Host, _step: &str, source: &Source) -> Result<Vec<String>> {
+        let mut log = self.log();
+        if log.repositories.iter().any(|r| r == source.name) {
+            return Ok(Vec::new());
+        }
+        log.repositories.push(source.name.to_string());
+        Ok(vec![format!("added the repository {}", source.name)])
+    }
+
+    fn refresh(&self, _host: &Host, _step: &str) -> Result<()> {
+        self.log().refreshes += 1;
+        Ok(())
+    }
+
+    fn install(&self, _host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        let mut log = self.log();
+        log.transactions
+            .push(packages.iter().map(|p| p.to_string()).collect());
+        log.installed.extend(packages.iter().map(|p| p.to_string()));
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ use command::{Cmd, CommandError, Commands, Output, Runner};
 use files::Files;
 use http::HttpNetwork;
 use os::OsFacts;
+use packages::PackageManager;
 use system::System;
 
 pub struct Host {
@@ -37,6 +38,9 @@ pub struct Host {
     pub live: bool,
     commands: Commands,
     system: Box<dyn System>,
+    /// `None` where the tool knows no package manager for the OS (the
+    /// preflight refuses such an OS first).
+    packages: Option<Box<dyn PackageManager>>,
     /// The proxy and CA certificates of the tool's own HTTP.
     network: RefCell<HttpNetwork>,
     reporter: Arc<Reporter>,
@@ -58,12 +62,14 @@ impl Host {
         let files = Files::new(&root);
         let chroot = (!live).then(|| root.display().to_string());
         let os = OsFacts::detect(&files, live)?;
+        let package_manager = packages::for_os(&os.release);
         Ok(Self {
             accounts: Accounts::new(files.clone()),
             files,
             os,
             live,
             commands: Commands::new(runner, redactor.clone(), chroot, verbose),
+            packages: package_manager,
             system,
             network: RefCell::default(),
             reporter,
@@ -124,6 +130,24 @@ impl Host {
             .map(|dir| format!("{dir}/{tool}"))
             .find(|path| self.files.is_file(path))
             .map(|path| self.files.resolve(&path))
+    }
+
+    /// The host's package manager (apt on Debian and Ubuntu).
+    pub fn packages(&self) -> Result<&dyn PackageManager> {
+        match &self.packages {
+            Some(manager) => Ok(manager.as_ref()),
+            None => bail!(
+                "no supported package manager on this OS (ID={}): runner-provision installs with apt (Debian, Ubuntu)",
+                self.os.release.id
+            ),
+        }
+    }
+
+    /// Another package manager (the tests' fake).
+    #[cfg(test)]
+    pub fn with_packages(mut self, manager: Box<dyn PackageManager>) -> Self {
+        self.packages = Some(manager);
+        self
     }
 
     /// The effective user is root.

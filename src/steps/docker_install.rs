@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::apt_repo::AptRepo;
 use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
+use crate::host::packages::Source;
 use crate::profile::{DockerSource, Repository};
 
 const ID: StepId = StepId::DockerInstall;
@@ -43,15 +43,16 @@ struct Found {
 
 fn probe(host: &Host, settings: &Settings) -> Result<Found> {
     let docker = &settings.profile.docker;
+    let packages = host.packages()?;
     let mut missing = Vec::new();
     for package in docker_packages(docker.source) {
-        if !host.package_installed(package)? {
+        if !packages.installed(host, package)? {
             missing.push(*package);
         }
     }
     let mut kept = None;
     let other = other_engine(docker.source);
-    if !missing.is_empty() && !docker.replace_engine && host.package_installed(other)? {
+    if !missing.is_empty() && !docker.replace_engine && packages.installed(host, other)? {
         // Installing the profile's packages would make apt remove the
         // running engine: the one there is Docker Engine for this host.
         missing.clear();
@@ -66,8 +67,8 @@ fn probe(host: &Host, settings: &Settings) -> Result<Found> {
 }
 
 /// Docker's repository: the profile's `[docker.repository]`, or Docker's own.
-fn repo_for(settings: &Settings) -> AptRepo {
-    AptRepo {
+fn repo_for(settings: &Settings) -> Source {
+    Source {
         name: "docker",
         repository: settings
             .profile
@@ -90,7 +91,7 @@ impl Step for DockerInstall {
             && mode != Mode::Verify
             && !probe(host, settings)?.missing.is_empty()
         {
-            if let Err(e) = repo_for(settings).probe(host) {
+            if let Err(e) = host.packages()?.probe_repository(host, &repo_for(settings)) {
                 if mode == Mode::Plan {
                     host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
                     return Ok(());
@@ -121,7 +122,10 @@ impl Step for DockerInstall {
         let mut changes = Vec::new();
         if !found.missing.is_empty() {
             if settings.profile.docker.source == DockerSource::DockerCe {
-                changes.extend(repo_for(settings).changes(host)?);
+                changes.extend(
+                    host.packages()?
+                        .repository_changes(host, &repo_for(settings))?,
+                );
             }
             changes.push(Change::new(format!("install {}", found.missing.join(" "))));
         }
@@ -138,12 +142,13 @@ impl Step for DockerInstall {
         let mut done = Vec::new();
         let found = probe(host, settings)?;
         if !found.missing.is_empty() {
+            let packages = host.packages()?;
             if settings.profile.docker.source == DockerSource::DockerCe {
-                done.extend(repo_for(settings).add_and_refresh(host, ID.as_str())?);
+                done.extend(packages.ensure_repository(host, ID.as_str(), &repo_for(settings))?);
             } else {
-                host.apt_refresh(ID.as_str(), None)?;
+                packages.refresh(host, ID.as_str())?;
             }
-            host.apt_install(ID.as_str(), &found.missing)?;
+            packages.install(host, ID.as_str(), &found.missing)?;
             done.push(format!("installed {}", found.missing.join(" ")));
         }
         // The package's scripts may have enabled and started it already.

@@ -8,7 +8,6 @@
 
 #[cfg(test)]
 mod adopt_tests;
-mod apt_repo;
 mod docker_build;
 mod docker_driver;
 mod docker_group;
@@ -34,7 +33,7 @@ use crate::profile::Profile;
 use crate::report::{Counts, Reporter, Status, StepReport};
 use crate::secret::Token;
 
-pub use docker_install::docker_packages;
+pub use crate::change::Change;
 
 pub const CONFIG_TOML: &str = "/etc/gitlab-runner/config.toml";
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -52,13 +51,6 @@ pub enum State {
     Skipped(String),
 }
 
-/// One change a step would make; files carry a unified diff.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub summary: String,
-    pub diff: Option<String>,
-}
-
 impl State {
     /// Done when there is nothing to change.
     pub fn from_changes(changes: Vec<Change>) -> Self {
@@ -66,22 +58,6 @@ impl State {
             State::Done
         } else {
             State::Pending(changes)
-        }
-    }
-}
-
-impl Change {
-    pub fn new(summary: impl Into<String>) -> Self {
-        Self {
-            summary: summary.into(),
-            diff: None,
-        }
-    }
-
-    pub fn file(summary: impl Into<String>, diff: String) -> Self {
-        Self {
-            summary: summary.into(),
-            diff: (!diff.is_empty()).then_some(diff),
         }
     }
 }
@@ -352,8 +328,10 @@ fn preflight_checks(host: &Host, settings: &Settings, mode: Mode) -> Result<()> 
             .into());
         }
     }
-    require_tool(host, "apt-get", "apt")?;
-    require_tool(host, "dpkg", "dpkg")
+    for (tool, package) in host.packages()?.tools() {
+        require_tool(host, tool, package)?;
+    }
+    Ok(())
 }
 
 /// Fails, naming the package to install, when `tool` is not on PATH.

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 
-use super::apt_repo::AptRepo;
 use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::host::Host;
 use crate::host::command::Cmd;
+use crate::host::packages::Source;
 use crate::profile::Install;
 
 const ID: StepId = StepId::RunnerInstall;
@@ -21,8 +21,8 @@ pub struct RunnerInstall;
 )]
 struct NotPresent;
 
-fn repo(settings: &Settings) -> AptRepo {
-    AptRepo {
+fn repo(settings: &Settings) -> Source {
+    Source {
         name: "gitlab-runner",
         repository: settings
             .profile
@@ -38,10 +38,11 @@ impl Step for RunnerInstall {
         if host.accounts.user(ACCOUNT)?.is_none() {
             require_tool(host, "useradd", "passwd")?;
         }
+        let packages = host.packages()?;
         let installing = settings.profile.runner.install == Install::PackageRepo
-            && !host.package_installed(PACKAGE)?;
+            && !packages.installed(host, PACKAGE)?;
         if installing && host.live && mode != Mode::Verify {
-            if let Err(e) = repo(settings).probe(host) {
+            if let Err(e) = packages.probe_repository(host, &repo(settings)) {
                 let e = e.context("runner-install could not install gitlab-runner; check [runner.repository] and the network");
                 if mode != Mode::Apply {
                     host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
@@ -55,14 +56,15 @@ impl Step for RunnerInstall {
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         let mut changes = Vec::new();
-        if !host.package_installed(PACKAGE)? {
+        let packages = host.packages()?;
+        if !packages.installed(host, PACKAGE)? {
             match settings.profile.runner.install {
                 Install::Present if host.which("gitlab-runner").is_none() => {
                     return Err(NotPresent.into());
                 }
                 Install::Present => {}
                 Install::PackageRepo => {
-                    changes.extend(repo(settings).changes(host)?);
+                    changes.extend(packages.repository_changes(host, &repo(settings))?);
                     changes.push(Change::new(format!("install package {PACKAGE}")));
                 }
             }
@@ -77,11 +79,12 @@ impl Step for RunnerInstall {
 
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let mut done = Vec::new();
+        let packages = host.packages()?;
         if settings.profile.runner.install == Install::PackageRepo
-            && !host.package_installed(PACKAGE)?
+            && !packages.installed(host, PACKAGE)?
         {
-            done.extend(repo(settings).add_and_refresh(host, ID.as_str())?);
-            host.apt_install(ID.as_str(), &[PACKAGE])?;
+            done.extend(packages.ensure_repository(host, ID.as_str(), &repo(settings))?);
+            packages.install(host, ID.as_str(), &[PACKAGE])?;
             done.push(format!("installed package {PACKAGE}"));
         }
         if host.accounts.user(ACCOUNT)?.is_none() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Mode, Selection, StepId, registry, run};
+use crate::profile::DockerSource;
 use crate::report::{Counts, Format, Reporter};
 use crate::steps::Settings;
 use crate::testing::FakeHost;
@@ -996,4 +997,63 @@ fn runner_alive_reports_a_runner_deleted_on_the_server() {
         !text.contains("t-derive"),
         "no shortened token in output: {text}"
     );
+}
+
+#[test]
+fn steps_install_through_the_package_manager_one_transaction_each() {
+    use crate::testing::FakePackages;
+    for (source, repositories, engine) in [
+        (
+            DockerSource::Distro,
+            vec!["gitlab-runner"],
+            vec!["docker.io"],
+        ),
+        (
+            DockerSource::DockerCe,
+            vec!["gitlab-runner", "docker"],
+            vec!["docker-ce", "docker-ce-cli", "containerd.io"],
+        ),
+    ] {
+        let fake = FakeHost::debian12();
+        let packages = FakePackages::default();
+        let mut settings = fake.settings(Some(LEGACY));
+        settings.profile.docker.source = source;
+        let selection = Selection {
+            only: vec![StepId::RunnerInstall, StepId::DockerInstall],
+            skip: Vec::new(),
+        };
+        let apply = |mode| {
+            let reporter = fake.reporter(Format::Json);
+            let host = fake
+                .host(reporter.clone())
+                .with_packages(Box::new(packages.clone()));
+            (run(&host, &settings, &selection, mode, &reporter), reporter)
+        };
+        let (counts, out) = apply(Mode::Apply);
+        assert_eq!(
+            (counts.changed, counts.failed),
+            (2, 0),
+            "{}",
+            out.captured()
+        );
+        {
+            let log = packages.log.lock().expect("log");
+            assert_eq!(log.repositories, repositories);
+            assert_eq!(
+                log.transactions,
+                vec![vec!["gitlab-runner"], engine.clone()]
+            );
+        }
+        let spawned: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+        assert!(
+            !spawned
+                .iter()
+                .any(|c| c.contains("apt") || c.contains("dpkg")),
+            "the steps went around the package manager: {spawned:?}"
+        );
+
+        let (again, out) = apply(Mode::Apply);
+        assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
+        assert_eq!(packages.log.lock().expect("log").transactions.len(), 2);
+    }
 }

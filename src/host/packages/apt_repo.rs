@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::Change;
+use super::Source;
+use super::apt::{apt_refresh, apt_update};
+use crate::change::Change;
 use crate::edit::apt_entries::{self, Decision};
 use crate::edit::{apt_source, diff, openpgp};
 use crate::host::Host;
@@ -23,6 +25,13 @@ pub struct AptRepo {
 }
 
 impl AptRepo {
+    pub fn of(source: &Source) -> Self {
+        Self {
+            name: source.name,
+            repository: source.repository.clone(),
+        }
+    }
+
     pub fn sources_path(&self) -> String {
         format!("/etc/apt/sources.list.d/{}.sources", self.name)
     }
@@ -342,7 +351,7 @@ impl AptRepo {
             Decision::Write => self.sources_path(),
             other => decision_path(other).to_string(),
         };
-        let mut result = host.apt_refresh(step, Some(&serving));
+        let mut result = apt_refresh(host, step, Some(&serving));
         if let Err(e) = &result {
             let message = format!("{e:#}");
             let key_problem = message.contains("EXPKEYSIG") || message.contains("NO_PUBKEY");
@@ -360,7 +369,7 @@ impl AptRepo {
                     self.fetch_key(host, keyring)?;
                     done.push(format!("refreshed the signing key {keyring}"));
                 }
-                result = host.apt_update(step, Some(&serving)).map_err(Into::into);
+                result = apt_update(host, step, Some(&serving)).map_err(Into::into);
             }
         }
         if let Err(e) = result {

@@ -62,6 +62,8 @@ pub struct Machine {
     pub listening: Vec<String>,
     /// URL -> body served with a success.
     pub urls: BTreeMap<String, Vec<u8>>,
+    /// URL -> how many more requests get a 503 before it is served.
+    pub unavailable: BTreeMap<String, u32>,
     /// Every HTTP request: method, URL and the network settings it used.
     pub requests: Vec<(&'static str, String, HttpNetwork)>,
     pub signals: Vec<(u32, Signal)>,
@@ -77,6 +79,7 @@ impl Default for Machine {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             listening: Vec::new(),
+            unavailable: BTreeMap::new(),
             urls: BTreeMap::new(),
             requests: Vec::new(),
             signals: Vec::new(),
@@ -169,6 +172,10 @@ impl FakeSystem {
         machine
             .requests
             .push((method, url.to_string(), network.clone()));
+        if let Some(left) = machine.unavailable.get_mut(url).filter(|n| **n > 0) {
+            *left -= 1;
+            bail!("http status: 503");
+        }
         machine
             .urls
             .get(url)

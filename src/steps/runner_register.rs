@@ -26,6 +26,56 @@ pub fn runners(host: &Host) -> Result<Option<Vec<runner_config::Runner>>> {
     })
 }
 
+/// Attempts of `gitlab-runner register` when GitLab answers as a server
+/// that is starting or restarting does (a 502 for a minute is normal), and
+/// the first wait; each wait doubles (5, 10, 20, 40 s: 75 s in all).
+const REGISTER_ATTEMPTS: u32 = 5;
+const REGISTER_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a failed registration is worth trying again: the server or the
+/// way to it was down, not the request refused (a bad token is a 403).
+fn transient(stderr: &str) -> bool {
+    let stderr = stderr.to_ascii_lowercase();
+    [
+        "502",
+        "503",
+        "504",
+        "bad gateway",
+        "service unavailable",
+        "gateway timeout",
+        "connection refused",
+        "connection reset",
+        "timeout",
+        "no such host",
+        "temporary failure in name resolution",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|s| stderr.contains(s))
+}
+
+fn register_with_retries(host: &Host, cmd: Cmd) -> Result<()> {
+    let mut wait = REGISTER_FIRST_WAIT;
+    for attempt in 1.. {
+        match host.run(cmd.clone()) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < REGISTER_ATTEMPTS && transient(&e.stderr) => {
+                host.warn(
+                    ID.as_str(),
+                    &format!(
+                        "gitlab-runner register failed (attempt {attempt} of {REGISTER_ATTEMPTS}), GitLab may be starting: trying again in {} s",
+                        wait.as_secs()
+                    ),
+                );
+                host.sleep(wait);
+                wait *= 2;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 fn describe_flow(settings: &Settings) -> &'static str {
     match &settings.token {
         Some(t) if t.is_authentication_token() => "runner authentication token",
@@ -161,7 +211,7 @@ impl Step for RunnerRegister {
         } else {
             cmd.env("REGISTRATION_TOKEN", token.expose())
         };
-        host.run(cmd)?;
+        register_with_retries(host, cmd)?;
         Ok(vec![format!(
             "registered runner {name} at {} with a {}",
             runner.url,

@@ -389,6 +389,68 @@ fn adding_to_group_docker_warns_that_it_is_root_equivalent() {
 }
 
 #[test]
+fn registration_is_tried_again_while_gitlab_answers_502_and_not_for_a_bad_token() {
+    let register_runs = |fake: &FakeHost| {
+        fake.commands()
+            .iter()
+            .filter(|c| c.display().starts_with("gitlab-runner register"))
+            .count()
+    };
+    // A 502 once: waits 5 s (the fake clock), then registers.
+    let fake = FakeHost::debian12();
+    fake.failing.lock().expect("lock").push((
+        "gitlab-runner".to_string(),
+        "once:ERROR: Registering runner... failed status=502 Bad Gateway".to_string(),
+    ));
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &only(StepId::RunnerRegister),
+        Mode::Apply,
+    );
+    assert_eq!(counts.failed, 0, "{}", out.captured());
+    assert_eq!(register_runs(&fake), 2);
+    assert_eq!(fake.machine().slept, std::time::Duration::from_secs(5));
+    assert!(
+        out.captured().contains("attempt 1 of 5"),
+        "{}",
+        out.captured()
+    );
+
+    // Down all along: five attempts, 75 s of waiting, then a failure.
+    let fake = FakeHost::debian12();
+    fake.failing.lock().expect("lock").push((
+        "gitlab-runner".to_string(),
+        "dial tcp gitlab.example.com:443: connect: connection refused".to_string(),
+    ));
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &only(StepId::RunnerRegister),
+        Mode::Apply,
+    );
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert_eq!(register_runs(&fake), 5);
+    assert_eq!(fake.machine().slept, std::time::Duration::from_secs(75));
+
+    // A refused token is final.
+    let fake = FakeHost::debian12();
+    fake.failing.lock().expect("lock").push((
+        "gitlab-runner".to_string(),
+        "ERROR: Registering runner... forbidden (check registration token)".to_string(),
+    ));
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &only(StepId::RunnerRegister),
+        Mode::Apply,
+    );
+    assert_eq!(counts.failed, 1, "{}", out.captured());
+    assert_eq!(register_runs(&fake), 1);
+    assert_eq!(fake.machine().slept, std::time::Duration::ZERO);
+}
+
+#[test]
 fn a_failed_step_skips_its_dependents_and_not_the_others() {
     let fake = FakeHost::debian12();
     fake.failing.lock().expect("lock").push((
@@ -722,6 +784,60 @@ fn an_unreachable_repository_is_refused_before_any_change() {
         Mode::Plan,
     );
     assert_eq!(plan.failed, 0, "plan warns only: {}", out.captured());
+    assert!(
+        out.captured().contains("apply will fail"),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
+fn the_repository_probe_tries_again_while_the_server_answers_503() {
+    let release = "https://repo.example.com/runner/dists/bookworm/Release";
+    let settings = |fake: &FakeHost| {
+        let mut settings = fake.settings(Some(LEGACY));
+        settings.profile.runner.repository = Some(crate::profile::Repository {
+            uri: "https://repo.example.com/runner/".into(),
+            suite: "bookworm".into(),
+            components: "main".into(),
+            key_url: String::new(),
+        });
+        settings
+    };
+    for (outages, slept, fails) in [(0, 0, false), (2, 6, false), (3, 6, true)] {
+        let fake = FakeHost::debian12();
+        fake.machine()
+            .urls
+            .insert(release.into(), b"Origin: x\n".to_vec());
+        fake.machine().unavailable.insert(release.into(), outages);
+        let (_, out) = go(
+            &fake,
+            &settings(&fake),
+            &only(StepId::RunnerInstall),
+            Mode::Plan,
+        );
+        assert_eq!(
+            fake.machine().slept,
+            std::time::Duration::from_secs(slept),
+            "{outages} outages: {}",
+            out.captured()
+        );
+        assert_eq!(
+            out.captured().contains("apply will fail"),
+            fails,
+            "{}",
+            out.captured()
+        );
+    }
+    // Not there at all (404): an answer, no waiting.
+    let fake = FakeHost::debian12();
+    let (_, out) = go(
+        &fake,
+        &settings(&fake),
+        &only(StepId::RunnerInstall),
+        Mode::Plan,
+    );
+    assert_eq!(fake.machine().slept, std::time::Duration::ZERO);
     assert!(
         out.captured().contains("apply will fail"),
         "{}",

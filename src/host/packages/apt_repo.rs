@@ -18,6 +18,9 @@ use crate::profile::Repository;
 const SOURCES_LIST: &str = "/etc/apt/sources.list";
 const SOURCES_PARTS: &str = "/etc/apt/sources.list.d";
 
+/// Rounds of the repository probe (each tries InRelease, then Release).
+const PROBE_ROUNDS: u32 = 3;
+
 pub struct AptRepo {
     /// File name stem: `gitlab-runner` → gitlab-runner.sources / gitlab-runner.asc.
     pub name: &'static str,
@@ -313,12 +316,26 @@ impl AptRepo {
                 local(&candidates[1])
             );
         }
+        // A repository behind a proxy or CDN that is restarting answers
+        // 5xx or refuses for a moment: a few rounds with backoff (2, 4 s),
+        // bounded; a 404 for both files is an answer, not an outage.
         let mut last = None;
-        for candidate in &candidates {
-            match host.reachable(candidate, Duration::from_secs(15)) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
+        let mut wait = Duration::from_secs(2);
+        for round in 1..=PROBE_ROUNDS {
+            for candidate in &candidates {
+                match host.reachable(candidate, Duration::from_secs(15)) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = Some(e),
+                }
             }
+            let answered = last
+                .as_ref()
+                .is_some_and(|e| format!("{e:#}").contains("status: 404"));
+            if answered || round == PROBE_ROUNDS {
+                break;
+            }
+            host.sleep(wait);
+            wait *= 2;
         }
         Err(last
             .unwrap_or_else(|| anyhow::anyhow!("no candidate URL"))

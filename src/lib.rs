@@ -3,20 +3,22 @@
 //! DESIGN of the modules: `cli` parses, `steps` decide, `host` does every
 //! I/O, `edit` transforms text without I/O, `report` prints.
 
-pub mod change;
+mod change;
 pub mod cli;
-pub mod cloud_init;
-pub mod edit;
+mod cloud_init;
+mod edit;
 mod error;
-pub mod host;
-pub mod profile;
-pub mod report;
-pub mod secret;
-pub mod steps;
+mod host;
+mod profile;
+mod report;
+mod secret;
+mod steps;
 #[cfg(test)]
 mod testing;
 
-pub use error::Error;
+pub use secret::Redactor;
+
+use error::Error;
 
 /// Which command is running the steps: the engine, the output and the steps'
 /// own preflight all read it.

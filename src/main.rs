@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use runner_provision::Redactor;
 use runner_provision::cli::Cli;
-use runner_provision::secret::Redactor;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -109,6 +109,7 @@ impl Reporter {
     }
 
     /// A reporter that keeps every line instead of printing it.
+    #[cfg(test)]
     pub fn capturing(format: Format, verbosity: i8, redactor: Redactor) -> Self {
         Self {
             terminal: false,
@@ -118,6 +119,7 @@ impl Reporter {
     }
 
     /// Everything a capturing reporter was given, one line per event.
+    #[cfg(test)]
     pub fn captured(&self) -> String {
         self.captured
             .as_ref()

@@ -27,6 +27,7 @@ impl Node {
 
     /// The same tree as JSON, for tests that compare with what a YAML
     /// loader parsed.
+    #[cfg(test)]
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Node::Str(s) => serde_json::Value::String(s.clone()),

@@ -1,37 +1,11 @@
-//! Docker's `/etc/docker/daemon.json`: reading a key and merging one in,
-//! keeping the other keys and their order. No I/O.
+//! Docker's `/etc/docker/daemon.json`: reading the storage driver and
+//! setting it, keeping the other keys and their order. No I/O.
 
 use serde_json::{Map, Value};
 
 use super::{EditError, FIX};
 
 const WHAT: &str = "daemon.json";
-
-/// The value of the top-level `key`; blank text (no file yet) has none.
-pub fn get(text: &str, key: &str) -> Result<Option<Value>, EditError> {
-    Ok(parse(text)?.and_then(|mut map| map.remove(key)))
-}
-
-/// `text` with `"key": value` at the top level.
-///
-/// Unchanged, byte for byte, when the key already has that value. Otherwise
-/// the key is replaced where it is, or added at the end, and the document is
-/// written back pretty-printed (two spaces, trailing newline): JSON has no
-/// comments to lose, and dockerd does not care about layout.
-pub fn merge(text: &str, key: &str, value: &Value) -> Result<String, EditError> {
-    let mut map = parse(text)?.unwrap_or_default();
-    if map.get(key) == Some(value) {
-        return Ok(text.to_owned());
-    }
-    map.insert(key.to_owned(), value.clone());
-    let mut out =
-        serde_json::to_string_pretty(&Value::Object(map)).map_err(|err| EditError::Json {
-            what: WHAT.to_owned(),
-            message: err.to_string(),
-        })?;
-    out.push('\n');
-    Ok(out)
-}
 
 /// The prefix of a storage driver's `storage-opts` (`dm.` for devicemapper).
 fn opts_prefix(driver: &str) -> &str {
@@ -138,8 +112,6 @@ fn parse(text: &str) -> Result<Option<Map<String, Value>>, EditError> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     /// A daemon.json an operator has already tuned.
@@ -154,9 +126,11 @@ mod tests {
         result.unwrap_or_else(|err| panic!("unexpected error: {err}"))
     }
 
+    /// `set_storage_driver` on files without storage options: unchanged
+    /// byte for byte when set; else replaced where it is or added at the
+    /// end, pretty-printed (two spaces, trailing newline).
     #[test]
-    fn merge_cases() {
-        let overlay2 = json!("overlay2");
+    fn set_cases_without_storage_opts() {
         let cases: &[(&str, &str, &str)] = &[
             // (name, input, expected)
             ("already there", TUNED, TUNED),
@@ -184,10 +158,11 @@ mod tests {
             ),
         ];
         for (name, input, expected) in cases {
-            let out = ok(merge(input, "storage-driver", &overlay2));
+            let (out, dropped) = ok(set_storage_driver(input, "overlay2"));
             assert_eq!(out, *expected, "case {name:?}");
+            assert!(dropped.is_empty(), "case {name:?}");
             assert_eq!(
-                ok(merge(&out, "storage-driver", &overlay2)),
+                ok(set_storage_driver(&out, "overlay2")).0,
                 out,
                 "case {name:?}"
             );
@@ -195,8 +170,8 @@ mod tests {
     }
 
     #[test]
-    fn merge_into_a_tuned_file_keeps_the_rest() {
-        let out = ok(merge(TUNED, "storage-driver", &json!("fuse-overlayfs")));
+    fn another_driver_in_a_tuned_file_keeps_the_rest() {
+        let (out, _) = ok(set_storage_driver(TUNED, "fuse-overlayfs"));
         let expected = r#"{
   "log-driver": "json-file",
   "log-opts": {
@@ -238,14 +213,14 @@ mod tests {
             ),
         ];
         for (name, input, expected) in cases {
-            let merged = merge(input, "storage-driver", &json!("overlay2"));
+            let set = set_storage_driver(input, "overlay2");
             assert_eq!(
-                merged.map_err(|e| e.to_string()),
+                set.map_err(|e| e.to_string()),
                 Err(expected.to_string()),
                 "case {name:?}"
             );
             assert_eq!(
-                get(input, "storage-driver").map_err(|e| e.to_string()),
+                configured_driver(input).map_err(|e| e.to_string()),
                 Err(expected.to_string()),
                 "case {name:?}"
             );
@@ -319,24 +294,6 @@ mod tests {
             let (again, none) = ok(set_storage_driver(&out, "overlay2"));
             assert_eq!(again, out, "case {name:?}");
             assert!(none.is_empty(), "case {name:?}");
-        }
-    }
-
-    #[test]
-    fn get_cases() {
-        let cases: &[(&str, &str, Option<serde_json::Value>)] = &[
-            (TUNED, "storage-driver", Some(json!("overlay2"))),
-            (
-                TUNED,
-                "log-opts",
-                Some(json!({"max-size": "10m", "max-file": "3"})),
-            ),
-            (TUNED, "data-root", None),
-            ("", "storage-driver", None),
-            ("{}", "storage-driver", None),
-        ];
-        for (text, key, expected) in cases {
-            assert_eq!(ok(get(text, key)), *expected, "{key} in {text:?}");
         }
     }
 }

@@ -32,14 +32,13 @@ pub fn group(text: &str, group: &str) -> Option<GroupEntry> {
     })
 }
 
-/// The members listed for `group`, or `None` when there is no such group.
-pub fn members(text: &str, name: &str) -> Option<Vec<String>> {
-    group(text, name).map(|g| g.members)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn members(text: &str, name: &str) -> Option<Vec<String>> {
+        group(text, name).map(|g| g.members)
+    }
 
     const GROUP: &str = "\
 root:x:0:

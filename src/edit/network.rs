@@ -18,17 +18,6 @@ pub struct ProxyUrl {
     pub port: u16,
 }
 
-impl ProxyUrl {
-    /// The password part of the credentials, if any (as written).
-    pub fn password(&self) -> Option<&str> {
-        self.userinfo
-            .as_deref()
-            .and_then(|u| u.split_once(':'))
-            .map(|(_, p)| p)
-            .filter(|p| !p.is_empty())
-    }
-}
-
 /// Parses a proxy URL. The error never quotes the URL (it may hold a password).
 pub fn parse_proxy(url: &str) -> Result<ProxyUrl, String> {
     let (scheme, rest) = url
@@ -114,15 +103,6 @@ pub fn environment_file(proxy: &Proxy) -> String {
     let mut out = format!("# {MARKER}\n");
     for (name, value) in proxy.variables() {
         out.push_str(&format!("{name}={value}\n"));
-    }
-    out
-}
-
-/// The same variables for a shell to source (SysV init scripts).
-pub fn shell_exports(proxy: &Proxy) -> String {
-    let mut out = format!("# {MARKER}\n");
-    for (name, value) in proxy.variables() {
-        out.push_str(&format!("export {name}='{value}'\n"));
     }
     out
 }
@@ -238,10 +218,17 @@ mod tests {
         assert_eq!(
             parse_proxy("http://user:s3cret@p:1")
                 .expect("ok")
-                .password(),
-            Some("s3cret")
+                .userinfo
+                .as_deref(),
+            Some("user:s3cret")
         );
-        assert_eq!(parse_proxy("http://user@p:1").expect("ok").password(), None);
+        assert_eq!(
+            parse_proxy("http://user@p:1")
+                .expect("ok")
+                .userinfo
+                .as_deref(),
+            Some("user")
+        );
     }
 
     fn corp() -> Proxy {
@@ -274,16 +261,6 @@ mod tests {
                     ..Proxy::default()
                 }),
                 format!("# {MARKER}\nHTTPS_PROXY=http://p:1\nhttps_proxy=http://p:1\n"),
-            ),
-            (
-                "shell exports",
-                shell_exports(&Proxy {
-                    http: "http://p:1".into(),
-                    ..Proxy::default()
-                }),
-                format!(
-                    "# {MARKER}\nexport HTTP_PROXY='http://p:1'\nexport http_proxy='http://p:1'\n"
-                ),
             ),
             (
                 "drop-in",

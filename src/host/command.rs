@@ -8,7 +8,6 @@
 //! inherited environment.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::secret::Redactor;
@@ -65,6 +64,7 @@ impl Cmd {
         self
     }
 
+    #[cfg(test)]
     pub fn program(&self) -> &str {
         &self.argv[0]
     }
@@ -173,7 +173,6 @@ pub struct Commands {
     redactor: Redactor,
     /// `Some(dir)`: run everything as `chroot DIR …`.
     chroot: Option<String>,
-    log: Arc<Mutex<Vec<String>>>,
     verbose: bool,
 }
 
@@ -188,7 +187,6 @@ impl Commands {
             runner,
             redactor,
             chroot,
-            log: Arc::default(),
             verbose,
         }
     }
@@ -220,9 +218,6 @@ impl Commands {
         if self.verbose {
             eprintln!("+ {line}");
         }
-        if let Ok(mut log) = self.log.lock() {
-            log.push(line.clone());
-        }
         let out = self.runner.run(&cmd).map_err(|e| CommandError {
             argv: line,
             status: "could not be started".to_string(),
@@ -247,11 +242,6 @@ impl Commands {
             status,
             stderr: tail(&out.stderr, 12),
         }
-    }
-
-    /// The redacted argv of every command run so far (tests read it).
-    pub fn history(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -293,16 +283,42 @@ mod tests {
         assert!(text.contains("[redacted]"), "{text}");
     }
 
+    /// Passes wherever it runs; `runner_token_in_the_tools_environment_stays_there`
+    /// runs it again in a process that has RUNNER_TOKEN.
     #[test]
     fn real_runner_does_not_pass_runner_token_to_children() {
-        // The child reports whether it inherited RUNNER_TOKEN; the test
-        // process itself may or may not have it, so set it for the child
-        // through the parent's environment explicitly via `env`.
+        println!(
+            "this process has RUNNER_TOKEN: {}",
+            std::env::var_os(crate::secret::TOKEN_ENV).is_some()
+        );
         let commands = Commands::new(Box::new(DuctRunner), Redactor::default(), None, false);
         let out = commands
             .run(Cmd::new("sh").args(["-c", "echo \"${RUNNER_TOKEN-unset}\""]))
             .expect("sh runs");
         assert_eq!(out.stdout.trim(), "unset");
+    }
+
+    #[test]
+    fn runner_token_in_the_tools_environment_stays_there() {
+        // Setting the variable in this (multi-threaded) process would race
+        // with every other test: run the test above in a child test process
+        // that has it from the start.
+        let out = std::process::Command::new(std::env::current_exe().expect("test executable"))
+            .args([
+                "--exact",
+                "host::command::tests::real_runner_does_not_pass_runner_token_to_children",
+                "--nocapture",
+            ])
+            .env(crate::secret::TOKEN_ENV, "GR1348941inheritedTokenValue")
+            .output()
+            .expect("test executable runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("this process has RUNNER_TOKEN: true"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(out.status.success(), "{stdout}");
     }
 
     #[test]

@@ -278,6 +278,7 @@ impl Files {
     }
 
     /// Mode bits (permissions only) of a file, if it exists.
+    #[cfg(test)]
     pub fn mode(&self, path: &str) -> Result<Option<u32>> {
         match self.open(path, OFlag::O_PATH, Mode::empty()) {
             Ok(fd) => Ok(Some(

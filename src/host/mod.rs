@@ -89,11 +89,6 @@ impl Host {
         self.commands.run_unchecked(cmd)
     }
 
-    /// Every command run so far, redacted (for tests and `-v`).
-    pub fn command_history(&self) -> Vec<String> {
-        self.commands.history()
-    }
-
     /// A warning tied to a step, shown at once (e.g. while waiting for a lock).
     pub fn warn(&self, step: &str, message: &str) {
         self.reporter

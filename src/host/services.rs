@@ -167,24 +167,6 @@ impl Host {
                         .any(|l| l.starts_with("State:") && l.contains('Z'))
             })
     }
-
-    /// The systemd unit file that defines `name`, if any.
-    pub fn unit_file(&self, name: &str) -> Result<Option<String>> {
-        for dir in [
-            "/etc/systemd/system",
-            "/lib/systemd/system",
-            "/usr/lib/systemd/system",
-        ] {
-            if let Some(text) = self
-                .files
-                .read(&format!("{dir}/{name}.service"))
-                .with_context(|| format!("reading the {name} unit"))?
-            {
-                return Ok(Some(text));
-            }
-        }
-        Ok(None)
-    }
 }
 
 fn parse_status(pid: u32, status: &str, comm: &str) -> Option<Process> {

@@ -1173,3 +1173,248 @@ fn steps_install_through_the_package_manager_one_transaction_each() {
         assert_eq!(packages.log.lock().expect("log").transactions.len(), 2);
     }
 }
+
+/// A step that answers from a script: its checks in order, then its apply.
+struct Scripted {
+    checks: std::sync::Mutex<Vec<anyhow::Result<super::State>>>,
+    apply: std::sync::Mutex<Option<anyhow::Result<Vec<String>>>>,
+    plan_check: Option<super::State>,
+}
+
+impl Scripted {
+    fn new(checks: Vec<anyhow::Result<super::State>>, apply: anyhow::Result<Vec<String>>) -> Self {
+        Self {
+            checks: std::sync::Mutex::new(checks.into_iter().rev().collect()),
+            apply: std::sync::Mutex::new(Some(apply)),
+            plan_check: None,
+        }
+    }
+}
+
+impl super::Step for Scripted {
+    fn check(
+        &self,
+        _host: &crate::host::Host,
+        _settings: &Settings,
+    ) -> anyhow::Result<super::State> {
+        self.checks
+            .lock()
+            .expect("lock")
+            .pop()
+            .expect("a scripted check")
+    }
+
+    fn plan_check(
+        &self,
+        host: &crate::host::Host,
+        settings: &Settings,
+    ) -> anyhow::Result<super::State> {
+        match &self.plan_check {
+            Some(state) => Ok(state.clone()),
+            None => self.check(host, settings),
+        }
+    }
+
+    fn apply(
+        &self,
+        _host: &crate::host::Host,
+        _settings: &Settings,
+    ) -> anyhow::Result<Vec<String>> {
+        self.apply.lock().expect("lock").take().expect("one apply")
+    }
+}
+
+#[test]
+fn the_engine_judges_each_step_by_its_check_after_apply() {
+    use super::{Change, State};
+    use crate::report::Status;
+    let pending = || {
+        Ok(State::Pending(vec![Change::file(
+            "write /etc/x",
+            "+x".into(),
+        )]))
+    };
+    let did = || Ok(vec!["wrote /etc/x".to_string()]);
+    type Case = (
+        &'static str,
+        Mode,
+        Option<StepId>,
+        Scripted,
+        Status,
+        Option<&'static str>,
+        &'static [&'static str],
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "apply returns but the step is still pending: failed",
+            Mode::Apply,
+            None,
+            Scripted::new(
+                vec![pending(), Ok(State::Pending(vec![Change::new("still x")]))],
+                did(),
+            ),
+            Status::Failed,
+            Some("still pending after apply: still x"),
+            &["wrote /etc/x"],
+        ),
+        (
+            "the check after apply fails: failed",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![pending(), Err(anyhow::anyhow!("unreadable"))], did()),
+            Status::Failed,
+            Some("checking after apply: unreadable"),
+            &[],
+        ),
+        (
+            "apply fails",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![pending()], Err(anyhow::anyhow!("no space left"))),
+            Status::Failed,
+            Some("no space left"),
+            &[],
+        ),
+        (
+            "apply did something and the step is done: changed",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![pending(), Ok(State::Done)], did()),
+            Status::Changed,
+            None,
+            &["wrote /etc/x"],
+        ),
+        (
+            "apply had nothing to do after all: ok",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![pending(), Ok(State::Done)], Ok(Vec::new())),
+            Status::Ok,
+            None,
+            &[],
+        ),
+        (
+            "done: ok, apply not called",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![Ok(State::Done)], Err(anyhow::anyhow!("not called"))),
+            Status::Ok,
+            None,
+            &[],
+        ),
+        (
+            "the check fails",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![Err(anyhow::anyhow!("cannot read"))], did()),
+            Status::Failed,
+            Some("cannot read"),
+            &[],
+        ),
+        (
+            "not applicable: skipped, also in verify",
+            Mode::Verify,
+            None,
+            Scripted::new(vec![Ok(State::NotApplicable("offline root".into()))], did()),
+            Status::Skipped,
+            Some("offline root"),
+            &[],
+        ),
+        (
+            "skipped in apply",
+            Mode::Apply,
+            None,
+            Scripted::new(vec![Ok(State::Skipped("no token".into()))], did()),
+            Status::Skipped,
+            Some("no token"),
+            &[],
+        ),
+        (
+            "skipped is a failure in verify",
+            Mode::Verify,
+            None,
+            Scripted::new(vec![Ok(State::Skipped("no token".into()))], did()),
+            Status::Failed,
+            Some("no token"),
+            &[],
+        ),
+        (
+            "pending is a failure in verify, with what is left",
+            Mode::Verify,
+            None,
+            Scripted::new(vec![pending()], did()),
+            Status::Failed,
+            Some("not converged"),
+            &["write /etc/x"],
+        ),
+        (
+            "pending in a plan",
+            Mode::Plan,
+            None,
+            Scripted::new(vec![pending()], did()),
+            Status::Pending,
+            None,
+            &["write /etc/x"],
+        ),
+        (
+            "a plan judges a step after a pending one by that one",
+            Mode::Plan,
+            Some(StepId::DockerInstall),
+            Scripted::new(vec![], did()),
+            Status::Pending,
+            Some("after docker-install"),
+            &[],
+        ),
+    ];
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(None);
+    for (name, mode, waiting_on, step, status, reason, changes) in cases {
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let report = super::run_step(
+            &host,
+            &settings,
+            StepId::OverlayModule,
+            &step,
+            mode,
+            waiting_on,
+            &reporter,
+        );
+        assert_eq!(report.status, status, "{name}");
+        assert_eq!(report.reason.as_deref(), reason, "{name}");
+        assert_eq!(report.changes, changes, "{name}");
+        assert_eq!(report.id, "overlay-module", "{name}");
+        let diffs: &[&str] = if mode == Mode::Plan && waiting_on.is_none() {
+            &["+x"]
+        } else {
+            &[]
+        };
+        assert_eq!(report.diffs, diffs, "{name}");
+    }
+
+    // plan asks plan_check, apply and verify ask check.
+    let mut step = Scripted::new(vec![Ok(State::Done)], did());
+    step.plan_check = Some(State::NotApplicable("cheaper probe".into()));
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.host(reporter.clone());
+    let plan = super::run_step(
+        &host,
+        &settings,
+        StepId::DockerVerify,
+        &step,
+        Mode::Plan,
+        None,
+        &reporter,
+    );
+    assert_eq!(plan.reason.as_deref(), Some("cheaper probe"));
+    let verify = super::run_step(
+        &host,
+        &settings,
+        StepId::DockerVerify,
+        &step,
+        Mode::Verify,
+        None,
+        &reporter,
+    );
+    assert_eq!(verify.status, Status::Ok);
+}

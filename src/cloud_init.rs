@@ -23,6 +23,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::host::Host;
+use crate::host::command::shell_quote;
 use crate::profile::Profile;
 use crate::secret::Token;
 use crate::steps::Selection;
@@ -65,11 +66,6 @@ pub struct Options {
     pub token: Option<Token>,
     pub selection: Selection,
     pub power_state: Option<PowerState>,
-}
-
-/// Quotes a string for a POSIX shell.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Attempts and time limits of every download the per-boot script makes:
@@ -135,7 +131,7 @@ fn script(options: &Options) -> Result<String> {
     let _ = writeln!(s, "bin={BINARY_PATH}");
     match &options.binary {
         Binary::Path(path) => {
-            let _ = writeln!(s, "src={}", sh_quote(path));
+            let _ = writeln!(s, "src={}", shell_quote(path));
             s.push_str(
                 "[ -f \"$src\" ] || fail \"$src is missing: the binary must be on the machine (baked into the image or on an attached disk)\"\n\
                  if ! cmp -s \"$src\" \"$bin\"; then\n  install -m 0755 \"$src\" \"$bin.new\"\n  mv \"$bin.new\" \"$bin\"\nfi\n",
@@ -145,7 +141,7 @@ fn script(options: &Options) -> Result<String> {
             let _ = writeln!(
                 s,
                 "url={}\nsha={}",
-                sh_quote(url),
+                shell_quote(url),
                 sha256.to_ascii_lowercase()
             );
             s.push_str(&fetch_function());
@@ -705,7 +701,7 @@ mod tests {
 
     #[test]
     fn shell_quoting() {
-        assert_eq!(sh_quote("/mnt/my disk/it's"), r"'/mnt/my disk/it'\''s'");
+        assert_eq!(shell_quote("/mnt/my disk/it's"), r"'/mnt/my disk/it'\''s'");
     }
 
     fn later_boot_tree(token: &str) -> crate::testing::FakeHost {

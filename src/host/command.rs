@@ -69,20 +69,26 @@ impl Cmd {
         &self.argv[0]
     }
 
-    /// The argv as a shell-like line, for logs and errors.
+    /// The argv as a shell line, for logs and errors: pasted into a shell,
+    /// it runs the same command.
     pub fn display(&self) -> String {
         self.argv
             .iter()
-            .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
-                {
-                    format!("'{}'", a.replace('\'', r"'\''"))
-                } else {
-                    a.clone()
-                }
-            })
+            .map(|a| shell_quote(a))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+/// `text` as one word for a POSIX shell: as it is when every character is
+/// one a shell takes literally, else single-quoted (a `'` inside becomes
+/// `'\''`). The one quoter for every shell line the tool writes or shows.
+pub fn shell_quote(text: &str) -> String {
+    let literal = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !text.is_empty() && text.chars().all(literal) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -261,6 +267,42 @@ mod tests {
     fn display_quotes_arguments_with_spaces() {
         let cmd = Cmd::new("runuser").args(["-l", "gitlab-runner", "-c", "docker info"]);
         assert_eq!(cmd.display(), "runuser -l gitlab-runner -c 'docker info'");
+    }
+
+    #[test]
+    fn shell_quote_cases() {
+        let cases: &[(&str, &str)] = &[
+            ("plain", "plain"),
+            ("/usr/bin/x-y_z.1", "/usr/bin/x-y_z.1"),
+            ("-o=DPkg::Lock::Timeout=600", "-o=DPkg::Lock::Timeout=600"),
+            ("https://gitlab.example.com/", "https://gitlab.example.com/"),
+            ("", "''"),
+            ("two words", "'two words'"),
+            ("it's", r"'it'\''s'"),
+            ("'", r"''\'''"),
+            ("$(reboot)", "'$(reboot)'"),
+            ("`id`", "'`id`'"),
+            ("a;b", "'a;b'"),
+            ("a|b&c", "'a|b&c'"),
+            ("*", "'*'"),
+            ("~root", "'~root'"),
+            ("#x", "'#x'"),
+            ("a\nb", "'a\nb'"),
+            ("tab\there", "'tab\there'"),
+            ("{{.Driver}}", "'{{.Driver}}'"),
+            ("\\", "'\\'"),
+            ("\"q\"", "'\"q\"'"),
+            ("é", "'é'"),
+        ];
+        for (text, quoted) in cases {
+            assert_eq!(shell_quote(text), *quoted, "{text:?}");
+            // A shell makes the text of it again.
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {quoted}")])
+                .output()
+                .expect("sh runs");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), *text, "{quoted}");
+        }
     }
 
     #[test]

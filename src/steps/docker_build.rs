@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{CONFIG_TOML, Settings, State, Step, StepId};
 use crate::edit::runner_config;
 use crate::host::Host;
-use crate::host::command::Cmd;
+use crate::host::command::{Cmd, shell_quote};
 
 pub struct DockerBuild;
 
@@ -75,17 +75,12 @@ fn valid_name(key: &str) -> bool {
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Single-quoted for bash: safe for any text.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 /// The job script: exports, a one-file context, the build, the driver that
 /// stored the image and the build's time, then removal on any exit.
 pub fn job_script(environment: &[String]) -> String {
     let mut script = String::from("set -eo pipefail\n");
     for entry in environment {
-        script.push_str(&format!("export {}\n", quote(entry)));
+        script.push_str(&format!("export {}\n", shell_quote(entry)));
     }
     script.push_str(&format!(
         r#"tag="runner-provision-build-check:$$"
@@ -264,7 +259,7 @@ mod tests {
     fn the_script_exports_the_runner_environment_quoted() {
         let script = job_script(&["DOCKER_DRIVER=overlay2".into(), "A=it's $(x)".into()]);
         assert!(
-            script.contains("export 'DOCKER_DRIVER=overlay2'\n"),
+            script.contains("export DOCKER_DRIVER=overlay2\n"),
             "{script}"
         );
         assert!(script.contains(r"export 'A=it'\''s $(x)'"), "{script}");

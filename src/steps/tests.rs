@@ -947,7 +947,7 @@ fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
         .expect("the build ran through su, as the shell executor starts a job");
     let script = build.stdin.unwrap_or_default();
     assert!(
-        script.contains("export 'DOCKER_DRIVER=overlay2'"),
+        script.contains("export DOCKER_DRIVER=overlay2\n"),
         "the runner's environment reaches the job: {script}"
     );
 

@@ -18,8 +18,9 @@ mirror=http://deb.debian.org/debian
 include=systemd-sysv,udev,kmod,iproute2,dbus,procps,sudo
 # Everything the tool may install from the distribution: Docker Engine with
 # its Recommends (the tool may or may not pass --no-install-recommends), and
-# what fetching a repository key needs.
-mirror_packages="docker.io ca-certificates curl gnupg apt-transport-https"
+# what fetching a repository key needs; and what the network scenarios run
+# inside a container: a forward proxy, an HTTP(S) server, openssl for a CA.
+mirror_packages="docker.io ca-certificates curl gnupg apt-transport-https tinyproxy python3 openssl"
 
 key=$(sha256sum "$0" | cut -c1-16)
 final=$cache_root/$key

@@ -67,10 +67,12 @@ pub fn proxy(settings: &Settings) -> Proxy {
 pub fn certificates(host: &Host, settings: &Settings) -> Result<Vec<String>> {
     let mut all: Vec<String> = Vec::new();
     for path in &settings.profile.network.ca_files {
-        let text = host
+        // Bytes, not text: a DER file gets the "not PEM" advice, not "not UTF-8".
+        let bytes = host
             .files
-            .read(path)?
+            .read_bytes(path)?
             .ok_or_else(|| anyhow::anyhow!("[network] ca_files: {path} does not exist; copy the CA certificate (PEM) there or fix the path"))?;
+        let text = String::from_utf8_lossy(&bytes);
         let blocks = pem::certificates(&text, path).context("[network] ca_files")?;
         for block in blocks {
             if !all.contains(&block) {

@@ -54,7 +54,7 @@ fn transient(stderr: &str) -> bool {
     .any(|s| stderr.contains(s))
 }
 
-fn register_with_retries(host: &Host, cmd: Cmd) -> Result<()> {
+fn register_with_retries(host: &Host, cmd: Cmd, url: &str) -> Result<()> {
     let mut wait = REGISTER_FIRST_WAIT;
     for attempt in 1.. {
         match host.run(cmd.clone()) {
@@ -70,7 +70,7 @@ fn register_with_retries(host: &Host, cmd: Cmd) -> Result<()> {
                 host.sleep(wait);
                 wait *= 2;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(diagnose(e, url)),
         }
     }
     unreachable!("the loop returns")
@@ -211,11 +211,62 @@ impl Step for RunnerRegister {
         } else {
             cmd.env("REGISTRATION_TOKEN", token.expose())
         };
-        register_with_retries(host, cmd)?;
+        register_with_retries(host, cmd, &runner.url)?;
         Ok(vec![format!(
             "registered runner {name} at {} with a {}",
             runner.url,
             describe_flow(settings)
         )])
+    }
+}
+
+/// A registration that failed on GitLab's certificate says how to fix it.
+fn diagnose(error: crate::host::command::CommandError, url: &str) -> anyhow::Error {
+    let untrusted = [
+        "x509:",
+        "tls: failed to verify certificate",
+        "certificate signed by unknown authority",
+    ]
+    .iter()
+    .any(|m| error.stderr.contains(m));
+    if untrusted {
+        let why = error
+            .stderr
+            .split("x509: ")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .map(|r| r.trim_end_matches('"').to_string())
+            .unwrap_or_else(|| "certificate not trusted".to_string());
+        return anyhow::Error::new(error).context(format!(
+            "GitLab at {url} presents a TLS certificate this host does not trust ({why}): put your CA certificate (PEM) in [network] ca_files (or --ca-files) and run apply again"
+        ));
+    }
+    error.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::command::CommandError;
+
+    #[test]
+    fn a_certificate_error_says_how_to_fix_it() {
+        let error = CommandError {
+            argv: "gitlab-runner register".into(),
+            status: "exited with status 1".into(),
+            stderr: "ERROR: Registering runner... failed  runner=GR134894 status=couldn't execute POST against https://gitlab.corp:8443/api/v4/runners: Post \"https://gitlab.corp:8443/api/v4/runners\": tls: failed to verify certificate: x509: certificate signed by unknown authority\nPANIC: Failed to register the runner.".into(),
+        };
+        let text = format!("{:#}", diagnose(error, "https://gitlab.corp:8443/"));
+        assert!(text.starts_with("GitLab at https://gitlab.corp:8443/ presents a TLS certificate this host does not trust (certificate signed by unknown authority): put your CA certificate (PEM) in [network] ca_files"), "{text}");
+        assert!(
+            text.contains("PANIC: Failed to register the runner."),
+            "the original stays: {text}"
+        );
+        let other = CommandError {
+            argv: "gitlab-runner register".into(),
+            status: "exited with status 1".into(),
+            stderr: "PANIC: Invalid executor specified".into(),
+        };
+        assert!(!format!("{:#}", diagnose(other, "u")).contains("certificate"));
     }
 }

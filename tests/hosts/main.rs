@@ -12,6 +12,7 @@ mod checks;
 mod harness;
 mod job_checks;
 mod lifecycle;
+mod network;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
 mod stand_in;
@@ -106,4 +107,17 @@ fn docker_data_root_full() {
 #[test]
 fn shutdown_unregisters() {
     lifecycle::shutdown_unregisters();
+}
+
+/// 15a. Behind a proxy: apt, the tool, registration, the runner and dockerd
+///      all go through it; [network] removed takes it back.
+#[test]
+fn network_proxy() {
+    network::proxy();
+}
+
+/// 15b. A GitLab with an internal CA.
+#[test]
+fn network_internal_ca() {
+    network::internal_ca();
 }

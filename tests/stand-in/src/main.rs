@@ -26,6 +26,7 @@ mod log;
 mod record;
 mod register;
 mod runners;
+mod server;
 mod service;
 mod system_id;
 mod token;

@@ -201,6 +201,31 @@ impl Asker<'_> {
     }
 }
 
+/// The API call the real one makes at this point, through the proxy and
+/// with the CA it is given (see `server`); a failure is logged and ends
+/// registration as the real one's does.
+fn contact(
+    ctx: &mut Ctx,
+    url: &str,
+    path: &str,
+    p: &crate::flags::Parsed,
+    failed: &str,
+    token: &str,
+    panic: &str,
+) -> Result<(), Exit> {
+    match crate::server::post(ctx, url, path, &p.string("tls-ca-file")) {
+        Ok(_) => Ok(()),
+        Err(status) => {
+            ctx.out.log(
+                Level::Error,
+                failed,
+                &[("runner", token::short(token)), ("status", status)],
+            );
+            Err(Exit::Panic(panic.into()))
+        }
+    }
+}
+
 fn is_runner_token(token: &str) -> bool {
     token.starts_with("glrt-")
 }
@@ -301,6 +326,15 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
             let _ = (locked, paused, maximum_timeout);
             ctx.out.warn(DEPRECATED_REGISTRATION_TOKEN);
             let registration_token = std::mem::take(&mut runner.token);
+            contact(
+                ctx,
+                &runner.url,
+                "runners",
+                &p,
+                "Registering runner... failed",
+                &registration_token,
+                "Failed to register the runner.",
+            )?;
             let (id, runner_token) =
                 token::legacy_registration(&runner.url, &runner.name, &registration_token);
             ctx.out.log(
@@ -342,6 +376,15 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 }
             }
             // verifyRunner
+            contact(
+                ctx,
+                &runner.url,
+                "runners/verify",
+                &p,
+                "Verifying runner... failed",
+                &runner.token,
+                "Failed to verify the runner.",
+            )?;
             ctx.out.log(
                 Level::Info,
                 "Verifying runner... is valid",

@@ -14,6 +14,10 @@ use super::Host;
 
 pub const SOCKET: &str = "/var/run/docker.sock";
 
+/// More than any `/info` answer (a few kilobytes): a bound on what a
+/// broken or hostile listener can make the tool read.
+const MAX_ANSWER: u64 = 1 << 20;
+
 /// Who may use the socket: its owner's uid and gid and its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketAccess {
@@ -48,16 +52,16 @@ impl Host {
             .with_context(|| format!("asking {SOCKET} for /info"))?;
         let mut response = Vec::new();
         stream
+            .take(MAX_ANSWER)
             .read_to_end(&mut response)
             .with_context(|| format!("reading the answer from {SOCKET}"))?;
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.lines().next().unwrap_or_default();
-        if !status.contains(" 200 ") {
-            bail!("the Docker daemon answered /info with `{status}`");
+        let (status, body) = parse_answer(&response)
+            .with_context(|| format!("the Docker daemon's answer on {SOCKET}"))?;
+        if status != 200 {
+            bail!("the Docker daemon answered /info with HTTP status {status}");
         }
         let info: serde_json::Value =
-            serde_json::from_str(body).context("the Docker daemon's /info is not JSON")?;
+            serde_json::from_slice(body).context("the Docker daemon's /info is not JSON")?;
         Ok(info["Driver"].as_str().map(str::to_string))
     }
 
@@ -71,6 +75,74 @@ impl Host {
             })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {SOCKET}")),
+        }
+    }
+}
+
+/// The status code and body of an HTTP/1.x answer whose body runs to the
+/// end (the daemon answers an HTTP/1.0 request so, and closes).
+fn parse_answer(answer: &[u8]) -> Result<(u16, &[u8])> {
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of the HTTP header")?;
+    let head = std::str::from_utf8(&answer[..end]).context("the HTTP header is not text")?;
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut fields = status_line.splitn(3, ' ');
+    let version = fields.next().unwrap_or_default();
+    let code = fields.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        bail!("not an HTTP status line: `{}`", status_line.escape_debug());
+    }
+    let code = code
+        .parse()
+        .with_context(|| format!("not an HTTP status line: `{}`", status_line.escape_debug()))?;
+    Ok((code, &answer[end + 4..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_answer;
+
+    /// The answer, and its status and body or a part of the error.
+    type Case = (&'static [u8], Result<(u16, &'static [u8]), &'static str>);
+
+    #[test]
+    fn answers() {
+        let cases: &[Case] = &[
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{}",
+                Ok((200, b"{}")),
+            ),
+            (b"HTTP/1.1 200\r\n\r\n", Ok((200, b""))),
+            (
+                b"HTTP/1.1 500 Internal Server Error\r\n\r\n{\"message\":\"x\"}",
+                Ok((500, b"{\"message\":\"x\"}")),
+            ),
+            // A reason phrase that mentions 200 is not a 200.
+            (b"HTTP/1.1 404 Not 200 Found\r\n\r\n", Ok((404, b""))),
+            (
+                b"HTTP/1.0 200 OK\r\n\r\nbody\r\n\r\nmore",
+                Ok((200, b"body\r\n\r\nmore")),
+            ),
+            (b"", Err("no end of the HTTP header")),
+            (b"HTTP/1.0 200 OK\r\n", Err("no end of the HTTP header")),
+            (
+                b"SSH-2.0-OpenSSH 200 \r\n\r\n",
+                Err("not an HTTP status line"),
+            ),
+            (b"HTTP/1.0 20 OK\r\n\r\n", Err("not an HTTP status line")),
+            (b"HTTP/1.0 2x0 OK\r\n\r\n", Err("not an HTTP status line")),
+            (b"HTTP/2 200\r\n\r\n", Err("not an HTTP status line")),
+            (b"\xff\xfe 200 \r\n\r\n", Err("not text")),
+        ];
+        for (answer, expected) in cases {
+            let got = parse_answer(answer).map_err(|e| format!("{e:#}"));
+            match (got, expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, *expected, "{answer:?}"),
+                (Err(got), Err(expected)) => assert!(got.contains(expected), "{answer:?}: {got}"),
+                (got, expected) => panic!("{answer:?}: {got:?}, expected {expected:?}"),
+            }
         }
     }
 }

@@ -286,6 +286,7 @@ impl FakeHost {
             "usermod",
             "systemctl",
             "runuser",
+            "su",
             "modprobe",
             "gitlab-runner",
         ] {

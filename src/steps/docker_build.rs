@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{CONFIG_TOML, Settings, State, Step, StepId};
+use super::{CONFIG_TOML, Mode, Settings, State, Step, StepId, require_tool};
 use crate::edit::runner_config;
 use crate::host::Host;
 use crate::host::command::{Cmd, shell_quote};
@@ -163,9 +163,22 @@ impl Step for DockerBuild {
         &[StepId::DockerVerify]
     }
 
+    fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
+        if host.live && settings.profile.docker.build_check {
+            require_tool(host, "su", "util-linux")?;
+        }
+        Ok(())
+    }
+
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         if !host.live {
             return Ok(State::NotApplicable("offline root".to_string()));
+        }
+        if !host.is_root() {
+            // su would ask for a password: only root starts a job as the runner.
+            return Ok(State::NotApplicable(
+                "not root: only root can start a job as gitlab-runner".to_string(),
+            ));
         }
         if !settings.profile.docker.build_check {
             return Ok(State::NotApplicable(

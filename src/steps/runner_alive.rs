@@ -82,6 +82,13 @@ impl Step for RunnerAlive {
         if !host.live {
             return Ok(State::NotApplicable("offline root".to_string()));
         }
+        if !host.is_root() {
+            // As another user, gitlab-runner reads ~/.gitlab-runner/config.toml.
+            return Ok(State::NotApplicable(
+                "not root: gitlab-runner verify reads /etc/gitlab-runner/config.toml as root"
+                    .to_string(),
+            ));
+        }
         let registered = runners(host)?.unwrap_or_default();
         if registered.is_empty() {
             return Ok(State::NotApplicable("no runner in config.toml".to_string()));

@@ -1418,3 +1418,19 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
     );
     assert_eq!(verify.status, Status::Ok);
 }
+
+#[test]
+fn without_root_verify_neither_builds_nor_asks_gitlab() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.machine().root = false;
+    let n = fake.commands().len();
+    for id in [StepId::DockerBuild, StepId::RunnerAlive] {
+        let (counts, out) = go(&fake, &settings, &only(id), Mode::Verify);
+        let text = out.captured();
+        assert_eq!((counts.skipped, counts.failed), (1, 0), "{id}: {text}");
+        assert!(text.contains("not root"), "{id}: {text}");
+    }
+    assert_eq!(fake.commands().len(), n, "{:?}", &fake.commands()[n..]);
+}

@@ -42,31 +42,13 @@ const COMMAND_TIMEOUT_SECS: u32 = 600;
 
 /// The test profile: the default profile, with the runner repository pointed
 /// at the local one and the group risk accepted.
-pub const TEST_PROFILE: &str = r#"description = "real-host tier: local repositories, no network"
-
-[runner]
-url = "https://gitlab.example.com/"
-name = ""
-executor = "shell"
-tags = []
-install = "package-repo"
-
-[runner.repository]
-uri = "file:/srv/runner-repo/"
-suite = "./"
-components = ""
-key_url = ""
-
-[docker]
-source = "distro"
-group_members = ["gitlab-runner"]
-accept_group_risk = true
-storage_driver = "overlay2"
-verify_timeout = 60
-
-[kernel]
-modules = ["overlay"]
-"#;
+pub const TEST_PROFILE: &str = test_profile! {
+    description: "real-host tier: local repositories, no network",
+    url: "https://gitlab.example.com/",
+    name: "",
+    repository: "file:/srv/runner-repo/",
+    verify_timeout: 60,
+};
 
 /// Files the tool manages or may touch, checked byte for byte around runs
 /// that must change nothing. Directories stand for every file in them.

@@ -8,6 +8,9 @@
 //! root, debootstrap or systemd-nspawn each test prints "skipped: …", unless
 //! RUNNER_PROVISION_REQUIRE_HOSTS=1 makes that a failure (CI). See README.md.
 
+#[macro_use]
+#[path = "../support/test_profile.rs"]
+mod test_profile;
 mod checks;
 mod harness;
 mod job_checks;

@@ -158,31 +158,13 @@ fn legacy_token() -> String {
 
 /// A profile like the default one, but installing gitlab-runner from the
 /// payload disk's repository and accepting the docker group's risk.
-const PROFILE: &str = r#"description = "VM test: shell executor, gitlab-runner from the payload disk"
-
-[runner]
-url = "https://gitlab.example.test/"
-name = "rp-vm-test"
-executor = "shell"
-tags = []
-install = "package-repo"
-
-[runner.repository]
-uri = "file:/mnt/payload/repo/"
-suite = "./"
-components = ""
-key_url = ""
-
-[docker]
-source = "distro"
-group_members = ["gitlab-runner"]
-accept_group_risk = true
-storage_driver = "overlay2"
-verify_timeout = 180
-
-[kernel]
-modules = ["overlay"]
-"#;
+const PROFILE: &str = test_profile! {
+    description: "VM test: shell executor, gitlab-runner from the payload disk",
+    url: "https://gitlab.example.test/",
+    name: "rp-vm-test",
+    repository: "file:/mnt/payload/repo/",
+    verify_timeout: 180,
+};
 
 /// Exactly what `runner-provision cloud-init` prints, written to `path`.
 fn render_user_data(work: &Path, token: &str, path: &Path) -> Result<()> {

@@ -13,6 +13,9 @@
 //! tests/vm/install-prerequisites.sh); without them each test prints
 //! `skipped: <reason>` and passes, unless RUNNER_PROVISION_REQUIRE_VM=1.
 
+#[macro_use]
+#[path = "../support/test_profile.rs"]
+mod test_profile;
 mod cloud_init;
 mod prerequisites;
 mod qemu;

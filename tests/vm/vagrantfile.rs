@@ -110,7 +110,9 @@ fn vagrant_validate_accepts_the_vagrantfile_and_rejects_a_missing_binary() {
         ],
     );
     assert!(
-        !output.status.success() && text(&output).contains("/nonexistent/runner-provision"),
+        !output.status.success()
+            && text(&output).contains("/nonexistent/runner-provision")
+            && text(&output).contains("cargo xtask dist"),
         "vagrant validate accepted a missing binary: {}",
         text(&output)
     );
@@ -231,4 +233,42 @@ fn vagrantfile_passes_the_token_in_the_environment_and_runs_apply() {
     assert_eq!(config["vm"]["box"], "generic/debian12");
     let apply = provisioner(&config, "apply");
     assert!(apply["env"].get("RUNNER_TOKEN").is_none(), "{apply}");
+}
+
+#[test]
+fn a_missing_binary_stops_only_the_commands_that_provision() {
+    if which::which("ruby").is_err() {
+        skip("ruby not found (package ruby, a dependency of vagrant)");
+        return;
+    }
+    // Loaded as `vagrant destroy` (or status, ssh, halt) loads it: the
+    // recorder's ARGV[0] is the Vagrantfile's path, not a provisioning command.
+    let output = Command::new("ruby")
+        .args(["-e", RECORDER])
+        .arg(vagrantfile_dir().join("Vagrantfile"))
+        .env("RUNNER_PROVISION_BINARY", "/nonexistent/runner-provision")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ruby");
+    assert!(
+        output.status.success(),
+        "a missing binary must not stop a command that does not provision: {}",
+        text(&output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/runner-provision") && stderr.contains("cargo xtask dist"),
+        "the warning names the path and how to build it: {stderr}"
+    );
+    let config: Value = serde_json::from_slice(&output.stdout).expect("the recorder's JSON");
+    let names: Vec<&Value> = config["vm"]["provision"]
+        .as_array()
+        .expect("provisioners")
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert!(
+        !names.iter().any(|n| *n == "binary"),
+        "no file provisioner for a missing binary: {names:?}"
+    );
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
+use crate::edit::os_release::OsRelease;
 use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::host::packages::Source;
@@ -22,6 +23,20 @@ pub fn docker_packages(source: DockerSource) -> &'static [&'static str] {
         DockerSource::Distro => &["docker.io"],
         DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
     }
+}
+
+/// The packages to install on this host. From Debian 13 on, docker.io no
+/// longer holds the `docker` client: it moved to docker-cli, only a
+/// Recommends of docker.io, which `--no-install-recommends` leaves out.
+fn packages_for(release: &OsRelease, source: DockerSource) -> Vec<&'static str> {
+    let mut packages = docker_packages(source).to_vec();
+    let debian_major = (release.id == "debian")
+        .then(|| release.version_id.split('.').next()?.parse::<u32>().ok())
+        .flatten();
+    if source == DockerSource::Distro && debian_major.is_some_and(|v| v >= 13) {
+        packages.push("docker-cli");
+    }
+    packages
 }
 
 /// The engine package of the other source: what a host set up by hand may
@@ -45,9 +60,9 @@ fn probe(host: &Host, settings: &Settings) -> Result<Found> {
     let docker = &settings.profile.docker;
     let packages = host.packages()?;
     let mut missing = Vec::new();
-    for package in docker_packages(docker.source) {
+    for package in packages_for(&host.os.release, docker.source) {
         if !packages.installed(host, package)? {
-            missing.push(*package);
+            missing.push(package);
         }
     }
     let mut kept = None;
@@ -214,5 +229,40 @@ fn last_log_lines(host: &Host) -> String {
         "(nothing logged; see `journalctl -u docker` or /var/log/docker.log)".to_string()
     } else {
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::os_release;
+
+    fn release(id: &str, version: &str) -> OsRelease {
+        os_release::parse(&format!("ID={id}\nVERSION_ID=\"{version}\"\n"))
+    }
+
+    #[test]
+    fn debian_13_gets_the_client_package_too() {
+        let distro = DockerSource::Distro;
+        assert_eq!(
+            packages_for(&release("debian", "11"), distro),
+            ["docker.io"]
+        );
+        assert_eq!(
+            packages_for(&release("debian", "12"), distro),
+            ["docker.io"]
+        );
+        assert_eq!(
+            packages_for(&release("debian", "13"), distro),
+            ["docker.io", "docker-cli"]
+        );
+        assert_eq!(
+            packages_for(&release("ubuntu", "24.04"), distro),
+            ["docker.io"]
+        );
+        assert_eq!(
+            packages_for(&release("debian", "13"), DockerSource::DockerCe),
+            ["docker-ce", "docker-ce-cli", "containerd.io"]
+        );
     }
 }

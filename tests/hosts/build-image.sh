@@ -1,9 +1,12 @@
 #!/bin/sh
 # Builds (once) the base image of the real-host tier and a local Debian mirror
 # holding Docker's packages, cached under CACHE_ROOT/<key>/ where <key> is the
-# hash of this script (it holds every debootstrap argument and package list).
+# hash of this script (it holds every debootstrap argument and package list)
+# and of the Debian release.
 #
-#   build-image.sh CACHE_ROOT     prints CACHE_ROOT/<key> when it is ready
+#   build-image.sh CACHE_ROOT [RELEASE]   prints CACHE_ROOT/<key> when ready
+#
+# RELEASE is bullseye (11), bookworm (12, the default) or trixie (13).
 #
 # The image is built in a temporary directory and renamed into place at the
 # end, so a half-built cache is never used; concurrent callers wait on a lock.
@@ -13,16 +16,25 @@
 set -eu
 
 cache_root=$1
-suite=bookworm
+suite=${2:-bookworm}
+case $suite in
+bullseye | bookworm | trixie) ;;
+*)
+    echo "build-image.sh: unknown release '$suite' (bullseye, bookworm or trixie)" >&2
+    exit 2
+    ;;
+esac
 mirror=http://deb.debian.org/debian
 include=systemd-sysv,udev,kmod,iproute2,dbus,procps,sudo
 # Everything the tool may install from the distribution: Docker Engine with
 # its Recommends (the tool may or may not pass --no-install-recommends), and
 # what fetching a repository key needs; and what the network scenarios run
 # inside a container: a forward proxy, an HTTP(S) server, openssl for a CA.
-mirror_packages="docker.io ca-certificates curl gnupg apt-transport-https tinyproxy python3 openssl"
+# man-db and bash-completion: the release scenarios read the package's man
+# page and load its completion.
+mirror_packages="docker.io ca-certificates curl gnupg apt-transport-https tinyproxy python3 openssl man-db bash-completion"
 
-key=$(sha256sum "$0" | cut -c1-16)
+key=$( (cat "$0" && echo "$suite") | sha256sum | cut -c1-16)
 final=$cache_root/$key
 mkdir -p "$cache_root"
 
@@ -75,7 +87,14 @@ mv "$root"/var/cache/apt/archives/*.deb "$tmp/debian/"
 apt-get -o Dir="$root" clean >/dev/null 2>&1 || true
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 rm -f "$root/etc/resolv.conf"
-echo 'deb [trusted=yes] file:/srv/debian ./' >"$root/etc/apt/sources.list"
+if [ "$suite" = trixie ]; then
+    # As trixie installs it: deb822 sources, no sources.list.
+    rm -f "$root/etc/apt/sources.list"
+    printf 'Types: deb\nURIs: file:/srv/debian\nSuites: ./\nTrusted: yes\n' \
+        >"$root/etc/apt/sources.list.d/debian.sources"
+else
+    echo 'deb [trusted=yes] file:/srv/debian ./' >"$root/etc/apt/sources.list"
+fi
 # An unprivileged login for the not-root scenario.
 chroot "$root" useradd --create-home --shell /bin/bash tester
 # Nothing in a test host needs these, and they slow down or break the boot.

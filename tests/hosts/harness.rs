@@ -30,6 +30,8 @@ pub const WORK_ROOT: &str = "/var/tmp/runner-provision-hosts";
 const PATH_INSIDE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where the tool and its test profile live inside a container.
 pub const TOOL: &str = "/usr/local/sbin/runner-provision";
+/// Where the Debian package installs it (the release scenarios).
+pub const PACKAGED_TOOL: &str = "/usr/bin/runner-provision";
 pub const PROFILE: &str = "/etc/runner-provision/hosts.toml";
 /// The stand-in gitlab-runner appends one JSON line per invocation here
 /// (argv, which env var carried the token; never the token itself).
@@ -69,6 +71,9 @@ pub const MANAGED: &[&str] = &[
 /// Scenarios share this machine's two cores and run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+/// The release scenarios' runner repository (a static stand-in: it must
+/// run on bullseye's older glibc too).
+static STATIC_RUNNER_REPO: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// What every scenario needs, built once per test process.
 pub struct Fixture {
@@ -90,11 +95,7 @@ pub struct Tier {
 /// instead, so the tier can never pass by skipping.
 pub fn tier() -> Option<Tier> {
     if let Some(reason) = missing_prerequisite() {
-        if std::env::var("RUNNER_PROVISION_REQUIRE_HOSTS").as_deref() == Ok("1") {
-            panic!("RUNNER_PROVISION_REQUIRE_HOSTS=1 but the real-host tier cannot run: {reason}");
-        }
-        eprintln!("skipped: {reason}");
-        return None;
+        return skip(&reason);
     }
     let serial = SERIAL
         .lock()
@@ -107,6 +108,16 @@ pub fn tier() -> Option<Tier> {
         fixture,
         _serial: serial,
     })
+}
+
+/// Prints why a scenario is skipped, or fails it under
+/// RUNNER_PROVISION_REQUIRE_HOSTS=1.
+pub fn skip<T>(reason: &str) -> Option<T> {
+    if std::env::var("RUNNER_PROVISION_REQUIRE_HOSTS").as_deref() == Ok("1") {
+        panic!("RUNNER_PROVISION_REQUIRE_HOSTS=1 but the real-host tier cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
 }
 
 fn missing_prerequisite() -> Option<String> {
@@ -134,51 +145,121 @@ fn missing_prerequisite() -> Option<String> {
 
 impl Fixture {
     fn build() -> Result<Fixture, String> {
-        let started = Instant::now();
-        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts");
-        let out = Command::new("sh")
-            .arg(here.join("build-image.sh"))
-            .arg(CACHE_ROOT)
-            .env("PATH", sbin_path())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("running build-image.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("build-image.sh failed ({})", out.status));
-        }
-        let image = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        eprintln!(
-            "image {} ready in {:.1}s",
-            image.display(),
-            started.elapsed().as_secs_f64()
-        );
-
+        let image = image_for("bookworm")?;
         let tool = PathBuf::from(env!("CARGO_BIN_EXE_runner-provision"));
         let stand_in = crate::stand_in::stand_in_binary()?;
-        fs::create_dir_all(WORK_ROOT).map_err(|e| format!("creating {WORK_ROOT}: {e}"))?;
-        remove_stale_runs();
-        let run_dir = Path::new(WORK_ROOT).join(format!("run-{}", std::process::id()));
-        let debs = run_dir.join("debs");
-        let runner_repo = run_dir.join("runner-repo");
-        fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
-        let stand_in_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
-        run_host(
-            Command::new("sh")
-                .arg(stand_in_dir.join("build-deb.sh"))
-                .arg(&stand_in)
-                .arg(&debs),
-        )?;
-        run_host(
-            Command::new("sh")
-                .arg(stand_in_dir.join("build-repo.sh"))
-                .arg(&debs)
-                .arg(&runner_repo),
-        )?;
+        let runner_repo = runner_repo(&stand_in, "runner-repo")?;
         Ok(Fixture {
             image,
             runner_repo,
             tool,
         })
+    }
+}
+
+/// The cached image of a Debian release (build-image.sh builds it once).
+fn image_for(release: &str) -> Result<PathBuf, String> {
+    let started = Instant::now();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts");
+    let out = Command::new("sh")
+        .arg(here.join("build-image.sh"))
+        .arg(CACHE_ROOT)
+        .arg(release)
+        .env("PATH", sbin_path())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running build-image.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("build-image.sh {release} failed ({})", out.status));
+    }
+    let image = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    eprintln!(
+        "{release} image {} ready in {:.1}s",
+        image.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(image)
+}
+
+/// This test process's run directory (removed once the process is gone).
+fn run_dir() -> Result<PathBuf, String> {
+    fs::create_dir_all(WORK_ROOT).map_err(|e| format!("creating {WORK_ROOT}: {e}"))?;
+    remove_stale_runs();
+    Ok(Path::new(WORK_ROOT).join(format!("run-{}", std::process::id())))
+}
+
+/// A flat apt repository holding the stand-in's package, built from `stand_in`.
+fn runner_repo(stand_in: &Path, name: &str) -> Result<PathBuf, String> {
+    let run_dir = run_dir()?;
+    let debs = run_dir.join(format!("{name}-debs"));
+    let runner_repo = run_dir.join(name);
+    fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
+    let stand_in_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
+    run_host(
+        Command::new("sh")
+            .arg(stand_in_dir.join("build-deb.sh"))
+            .arg(stand_in)
+            .arg(&debs),
+    )?;
+    run_host(
+        Command::new("sh")
+            .arg(stand_in_dir.join("build-repo.sh"))
+            .arg(&debs)
+            .arg(&runner_repo),
+    )?;
+    Ok(runner_repo)
+}
+
+/// The stand-in linked statically (glibc's crt-static), so it runs on any
+/// release's glibc, as GitLab's static Go binary does. Its own target
+/// directory keeps the flags from rebuilding the workspace's.
+fn static_stand_in() -> Result<PathBuf, String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = manifest.join("target/stand-in-static");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "--locked", "-p", "gitlab-runner-stand-in"])
+        .args(["--target", triple])
+        .current_dir(manifest)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .map_err(|e| format!("building the static stand-in: {e}"))?;
+    let path = target_dir.join(triple).join("debug/gitlab-runner");
+    if !status.success() || !path.is_file() {
+        return Err(format!(
+            "building the static stand-in ({status}) did not produce {}",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// The Debian package `cargo xtask dist` made (RUNNER_PROVISION_DEB names
+/// another), or why there is none.
+pub fn dist_deb() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("RUNNER_PROVISION_DEB") {
+        return Ok(PathBuf::from(path));
+    }
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dist");
+    let debs: Vec<PathBuf> = fs::read_dir(&dist)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+                .collect()
+        })
+        .unwrap_or_default();
+    match &debs[..] {
+        [deb] => Ok(deb.clone()),
+        [] => Err(format!(
+            "no .deb in {}: run `cargo xtask dist` first (README, Install)",
+            dist.display()
+        )),
+        _ => Err(format!("more than one .deb in {}", dist.display())),
     }
 }
 
@@ -237,6 +318,8 @@ pub struct Container {
     nspawn: Option<Child>,
     /// The container's PID 1, as seen from this machine.
     leader: u32,
+    /// The tool's path inside: TOOL, or PACKAGED_TOOL on a release host.
+    pub tool: &'static str,
 }
 
 impl Tier {
@@ -273,75 +356,124 @@ impl Tier {
     /// As `boot_with`, from a copy of the root directory `image` (an image
     /// tree a scenario built) instead of the cached base image.
     pub fn boot_from(&self, name: &str, image: &Path, prepare: impl FnOnce(&Path)) -> Container {
-        let started = Instant::now();
-        let dir = Path::new(WORK_ROOT).join(name);
-        remove_tree(&dir);
-        fs::create_dir_all(&dir).expect("creating the container directory");
-        let root = dir.join("rootfs");
-        run_host(
-            Command::new("cp")
-                .args(["-a", "--reflink=auto"])
-                .arg(image)
-                .arg(&root),
+        let fixture = self.fixture;
+        boot_image(
+            name,
+            image,
+            &fixture.image.join("debian"),
+            &fixture.runner_repo,
+            Some(&fixture.tool),
+            prepare,
         )
-        .expect("copying the image");
-        let tool = root.join(TOOL.trim_start_matches('/'));
-        fs::copy(&self.fixture.tool, &tool).expect("copying the tool into the image");
-        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod tool");
-        // The image carries the build machine's name; each host gets its own
-        // (the tool's default runner name), resolvable so sudo stays quiet.
-        fs::write(root.join("etc/hostname"), format!("{name}\n")).expect("hostname");
-        fs::write(
-            root.join("etc/hosts"),
-            format!("127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost\n"),
-        )
-        .expect("hosts");
-        let profile = root.join(PROFILE.trim_start_matches('/'));
-        fs::create_dir_all(profile.parent().expect("profile dir")).expect("profile dir");
-        fs::write(&profile, TEST_PROFILE).expect("writing the test profile");
-        fs::create_dir_all(root.join("var/lib/runner-provision-tests")).expect("log dir");
-        prepare(&root);
-
-        let console = fs::File::create(dir.join("console.log")).expect("console log");
-        let nspawn = Command::new("systemd-nspawn")
-            .env("PATH", sbin_path())
-            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
-            .arg("--boot")
-            .arg("--directory")
-            .arg(&root)
-            .args([
-                "--register=no",
-                "--keep-unit",
-                "--console=pipe",
-                "--capability=all",
-                "--system-call-filter=add_key keyctl bpf",
-                "--private-network",
-            ])
-            .arg(format!("--machine={name}"))
-            .arg(bind_ro(&self.fixture.image.join("debian"), "/srv/debian"))
-            .arg(bind_ro(&self.fixture.runner_repo, "/srv/runner-repo"))
-            .stdin(Stdio::null())
-            .stdout(console.try_clone().expect("console log"))
-            .stderr(console)
-            .spawn()
-            .expect("starting systemd-nspawn");
-        let mut container = Container {
-            name: name.to_string(),
-            dir,
-            root,
-            nspawn: Some(nspawn),
-            leader: 0,
-        };
-        container.wait_for_boot();
-        // Docker needs writable cgroups; nspawn mounts them read-only.
-        container.sh_ok(
-            "mount -o remount,rw /sys/fs/cgroup; \
-             for d in /sys/fs/cgroup/*/; do mount -o remount,rw,bind \"$d\"; done",
-        );
-        container.sh_ok("apt-get update -q");
-        eprintln!("[{name}] booted in {:.1}s", started.elapsed().as_secs_f64());
-        container
     }
+
+    /// Boots a fresh host of Debian `release` (bullseye, bookworm, trixie)
+    /// without the tool: the scenario installs the package `deb`, copied to
+    /// /root. Its stand-in gitlab-runner is the static one.
+    pub fn boot_release(&self, name: &str, release: &str, deb: &Path) -> Container {
+        let image = image_for(release).unwrap_or_else(|e| panic!("{e}"));
+        let repo = STATIC_RUNNER_REPO
+            .get_or_init(|| static_stand_in().and_then(|s| runner_repo(&s, "runner-repo-static")))
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the static stand-in's repository: {e}"));
+        let file_name = deb.file_name().expect("a .deb file name").to_owned();
+        let mut host = boot_image(
+            name,
+            &image.join("rootfs"),
+            &image.join("debian"),
+            repo,
+            None,
+            |root| {
+                fs::copy(deb, root.join("root").join(&file_name))
+                    .unwrap_or_else(|e| panic!("copying {} into the host: {e}", deb.display()));
+            },
+        );
+        host.tool = PACKAGED_TOOL;
+        host
+    }
+}
+
+/// Boots a copy of the root directory `rootfs`, with `mirror` and
+/// `runner_repo` bind-mounted read-only and `tool` (if any) copied to TOOL.
+fn boot_image(
+    name: &str,
+    rootfs: &Path,
+    mirror: &Path,
+    runner_repo: &Path,
+    tool: Option<&Path>,
+    prepare: impl FnOnce(&Path),
+) -> Container {
+    let started = Instant::now();
+    let dir = Path::new(WORK_ROOT).join(name);
+    remove_tree(&dir);
+    fs::create_dir_all(&dir).expect("creating the container directory");
+    let root = dir.join("rootfs");
+    run_host(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(rootfs)
+            .arg(&root),
+    )
+    .expect("copying the image");
+    if let Some(tool) = tool {
+        let inside = root.join(TOOL.trim_start_matches('/'));
+        fs::copy(tool, &inside).expect("copying the tool into the image");
+        fs::set_permissions(&inside, fs::Permissions::from_mode(0o755)).expect("chmod tool");
+    }
+    // The image carries the build machine's name; each host gets its own
+    // (the tool's default runner name), resolvable so sudo stays quiet.
+    fs::write(root.join("etc/hostname"), format!("{name}\n")).expect("hostname");
+    fs::write(
+        root.join("etc/hosts"),
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost\n"),
+    )
+    .expect("hosts");
+    let profile = root.join(PROFILE.trim_start_matches('/'));
+    fs::create_dir_all(profile.parent().expect("profile dir")).expect("profile dir");
+    fs::write(&profile, TEST_PROFILE).expect("writing the test profile");
+    fs::create_dir_all(root.join("var/lib/runner-provision-tests")).expect("log dir");
+    prepare(&root);
+
+    let console = fs::File::create(dir.join("console.log")).expect("console log");
+    let nspawn = Command::new("systemd-nspawn")
+        .env("PATH", sbin_path())
+        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
+        .arg("--boot")
+        .arg("--directory")
+        .arg(&root)
+        .args([
+            "--register=no",
+            "--keep-unit",
+            "--console=pipe",
+            "--capability=all",
+            "--system-call-filter=add_key keyctl bpf",
+            "--private-network",
+        ])
+        .arg(format!("--machine={name}"))
+        .arg(bind_ro(mirror, "/srv/debian"))
+        .arg(bind_ro(runner_repo, "/srv/runner-repo"))
+        .stdin(Stdio::null())
+        .stdout(console.try_clone().expect("console log"))
+        .stderr(console)
+        .spawn()
+        .expect("starting systemd-nspawn");
+    let mut container = Container {
+        name: name.to_string(),
+        dir,
+        root,
+        nspawn: Some(nspawn),
+        leader: 0,
+        tool: TOOL,
+    };
+    container.wait_for_boot();
+    // Docker needs writable cgroups; nspawn mounts them read-only.
+    container.sh_ok(
+        "mount -o remount,rw /sys/fs/cgroup; \
+             for d in /sys/fs/cgroup/*/; do mount -o remount,rw,bind \"$d\"; done",
+    );
+    container.sh_ok("apt-get update -q");
+    eprintln!("[{name}] booted in {:.1}s", started.elapsed().as_secs_f64());
+    container
 }
 
 fn bind_ro(source: &Path, target: &str) -> String {
@@ -612,14 +744,14 @@ impl Container {
 
     /// The argv of `sudo runner-provision --profile PROFILE ARGS…`, run as
     /// root from a login shell would run it.
-    pub fn tool_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    pub fn tool_argv<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
         let mut argv = vec![
             // -E keeps the (clean) environment: RUNNER_TOKEN and the
             // stand-in's log path. Not --preserve-env=RUNNER_TOKEN: sudo
             // logs variables named there, with their values, to the journal.
             "sudo",
             "-E",
-            TOOL,
+            self.tool,
             "--profile",
             PROFILE,
         ];
@@ -629,7 +761,7 @@ impl Container {
 
     /// The tool's command, with the token (if any) in its environment only.
     pub fn tool_command(&self, args: &[&str], token: Option<&str>) -> Command {
-        let mut cmd = self.command(&Self::tool_argv(args));
+        let mut cmd = self.command(&self.tool_argv(args));
         cmd.env("GITLAB_RUNNER_STAND_IN_LOG", STAND_IN_LOG);
         if let Some(token) = token {
             cmd.env("RUNNER_TOKEN", token);

@@ -16,6 +16,7 @@ mod harness;
 mod job_checks;
 mod lifecycle;
 mod network;
+mod releases;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
 mod stand_in;
@@ -123,4 +124,22 @@ fn network_proxy() {
 #[test]
 fn network_internal_ca() {
     network::internal_ca();
+}
+
+/// Release axis: the .deb from `cargo xtask dist` on Debian 11.
+#[test]
+fn packaged_bullseye() {
+    releases::packaged_on("bullseye");
+}
+
+/// Release axis: the .deb from `cargo xtask dist` on Debian 12.
+#[test]
+fn packaged_bookworm() {
+    releases::packaged_on("bookworm");
+}
+
+/// Release axis: the .deb from `cargo xtask dist` on Debian 13.
+#[test]
+fn packaged_trixie() {
+    releases::packaged_on("trixie");
 }

@@ -946,7 +946,8 @@ pub fn token_stays_secret() {
 /// Runs the tool with another profile file (written into the container).
 fn with_profile(host: &Container, profile_text: &str, args: &[&str]) -> harness::Run {
     host.write("/etc/runner-provision/other.toml", profile_text);
-    let argv: Vec<&str> = Container::tool_argv(args)
+    let argv: Vec<&str> = host
+        .tool_argv(args)
         .into_iter()
         .map(|a| {
             if a == PROFILE {

@@ -153,6 +153,33 @@ impl Host {
         Ok(true)
     }
 
+    /// Restarts service `name` when its process (`comm`, pid in `pidfile`)
+    /// runs on a live host, so that it reads a changed configuration (`why`:
+    /// "to apply /etc/docker/daemon.json"); says whether it did. A failed
+    /// restart says whether the old process still runs or the service is
+    /// down now.
+    pub fn restart_if_running(
+        &self,
+        name: &str,
+        pidfile: &str,
+        comm: &str,
+        why: &str,
+    ) -> Result<bool> {
+        if !self.live || !self.pidfile_running(pidfile, comm)? {
+            return Ok(false);
+        }
+        self.progress(&format!("restarting {name}"));
+        if let Err(e) = self.service(name, "restart") {
+            let state = if self.pidfile_running(pidfile, comm)? {
+                format!("{name} is still running with its old settings")
+            } else {
+                format!("{name} is stopped now; fix the cause, then run apply again")
+            };
+            return Err(anyhow::Error::new(e).context(format!("restarting {name} {why} ({state})")));
+        }
+        Ok(true)
+    }
+
     fn is_comm(&self, pid: u32, comm: &str) -> bool {
         // A zombie keeps its /proc entry until reaped: it has stopped.
         self.files

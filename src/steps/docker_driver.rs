@@ -170,18 +170,8 @@ impl Step for DockerDriver {
                     wanted.dropped_opts.join(", ")
                 ));
             }
-            if host.live && host.pidfile_running("/run/docker.pid", "dockerd")? {
-                host.progress("restarting docker");
-                if let Err(e) = host.service("docker", "restart") {
-                    let state = if host.pidfile_running("/run/docker.pid", "dockerd")? {
-                        "docker is still running with its old settings"
-                    } else {
-                        "docker is stopped now; fix the cause, then run apply again (docker-install starts it)"
-                    };
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "restarting docker to apply {DAEMON_JSON} ({state})"
-                    )));
-                }
+            let why = format!("to apply {DAEMON_JSON}");
+            if host.restart_if_running("docker", "/run/docker.pid", "dockerd", &why)? {
                 done.push("restarted docker".to_string());
             }
         }

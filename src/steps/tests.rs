@@ -1434,3 +1434,32 @@ fn without_root_verify_neither_builds_nor_asks_gitlab() {
     }
     assert_eq!(fake.commands().len(), n, "{:?}", &fake.commands()[n..]);
 }
+
+#[test]
+fn several_modules_are_listed_in_one_file_and_all_kept() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(None);
+    settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into()];
+    let (plan, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Plan);
+    assert_eq!(plan.pending, 1, "{}", out.captured());
+    assert!(
+        out.captured().contains("list br_netfilter in /etc/modules"),
+        "{}",
+        out.captured()
+    );
+    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    assert_eq!(
+        (applied.changed, applied.failed),
+        (1, 0),
+        "{}",
+        out.captured()
+    );
+    assert_eq!(
+        fake.read("/etc/modules"),
+        "# /etc/modules: kernel modules to load at boot time.\nloop\noverlay\nbr_netfilter\n"
+    );
+    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert_eq!(run, vec!["modprobe br_netfilter"], "overlay is built in");
+    let (again, _) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    assert_eq!(again.changed, 0);
+}

@@ -144,6 +144,22 @@ fn script(options: &Options) -> Result<String> {
                 shell_quote(url),
                 sha256.to_ascii_lowercase()
             );
+            if !options.profile.network.http_proxy.is_empty()
+                || !options.profile.network.https_proxy.is_empty()
+            {
+                // The download goes through [network]'s proxy: its variables,
+                // read from the root-only file (never sourced: a URL may hold
+                // characters a shell would act on).
+                let _ = writeln!(
+                    s,
+                    "while IFS='=' read -r k v; do
+  case $k in
+    HTTP_PROXY|HTTPS_PROXY|NO_PROXY|http_proxy|https_proxy|no_proxy) export \"$k=$v\" ;;
+  esac
+done < {}",
+                    crate::steps::network::ENV_FILE
+                );
+            }
             s.push_str(&fetch_function());
             let _ = write!(
                 s,
@@ -237,12 +253,40 @@ pub fn document(options: &Options) -> Result<Vec<(&'static str, yaml::Node)>> {
             ("content", Node::Str(content)),
         ])
     };
-    let mut files = vec![file(PROFILE_PATH, "0644", profile)];
+    // A proxy password makes the profile as secret as the token.
+    let network = &options.profile.network;
+    let profile_mode = if network.credentials().is_empty() {
+        "0644"
+    } else {
+        "0600"
+    };
+    let mut files = vec![file(PROFILE_PATH, profile_mode, profile)];
+    // The network step's environment file, byte for byte as it writes it,
+    // so that the first boot's download already goes through the proxy.
+    let proxy = crate::steps::network::proxy_of(network);
+    if !proxy.is_empty() {
+        files.push(file(
+            crate::steps::network::ENV_FILE,
+            "0600",
+            crate::edit::network::environment_file(&proxy),
+        ));
+    }
     if let Some(token) = &options.token {
         files.push(file(TOKEN_PATH, "0600", token.expose().to_string()));
     }
     files.push(file(SCRIPT_PATH, "0755", script(options)?));
     let mut doc = vec![("write_files", Node::Seq(files))];
+    if !proxy.is_empty() {
+        // cloud-init's own apt runs (package_update, packages) use it too.
+        let mut apt = Vec::new();
+        if !proxy.http.is_empty() {
+            apt.push(("http_proxy", Node::str(proxy.http.clone())));
+        }
+        if !proxy.https.is_empty() {
+            apt.push(("https_proxy", Node::str(proxy.https.clone())));
+        }
+        doc.push(("apt", Node::Map(apt)));
+    }
     if let Some(state) = options.power_state {
         let mode = match state {
             PowerState::Poweroff => "poweroff",
@@ -485,6 +529,48 @@ mod tests {
             text.contains("power_state:\n  mode: \"poweroff\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_network_section_reaches_the_first_download_and_cloud_inits_apt() {
+        let mut with_proxy = options(url("https://files.corp.example/runner-provision"), None);
+        let network = &mut with_proxy.profile.network;
+        network.https_proxy = "http://build:Pr0xyPw@proxy.corp:3128".to_string();
+        network.no_proxy = vec![".corp".to_string()];
+        let text = render(&with_proxy).expect("render");
+        let profile_at = text.find(PROFILE_PATH).expect("profile");
+        let env_at = text
+            .find(crate::steps::network::ENV_FILE)
+            .expect("env file");
+        assert!(
+            text[profile_at..env_at].contains("permissions: \"0600\""),
+            "a profile with a proxy password is root's only: {text}"
+        );
+        assert!(text[env_at..].contains("permissions: \"0600\""), "{text}");
+        assert!(
+            text.contains("HTTPS_PROXY=http://build:Pr0xyPw@proxy.corp:3128"),
+            "the step's own environment file: {text}"
+        );
+        assert!(
+            text.contains("apt:\n  https_proxy: \"http://build:Pr0xyPw@proxy.corp:3128\""),
+            "{text}"
+        );
+        let script = script(&with_proxy).expect("script");
+        let reads = script
+            .find("export \"$k=$v\" ;;\n  esac\ndone < /etc/runner-provision/network.env")
+            .expect("reads the proxy");
+        assert!(
+            reads < script.find("fetch \"$url\"").expect("fetch"),
+            "{script}"
+        );
+        assert!(
+            !script.contains("Pr0xyPw"),
+            "the script holds no password: {script}"
+        );
+        // Without [network]: none of it.
+        let plain = render(&options(url("https://files.example/rp"), None)).expect("render");
+        assert!(!plain.contains("apt:"), "{plain}");
+        assert!(!plain.contains(crate::steps::network::ENV_FILE), "{plain}");
     }
 
     #[test]

@@ -164,6 +164,12 @@ pub trait Step: Sync {
         self.check(host, settings)
     }
 
+    /// The check `verify` uses: the same as [`Step::check`] unless a step
+    /// has more to prove on a provisioned host than apply needs to know.
+    fn verify_check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        self.check(host, settings)
+    }
+
     /// Makes the pending changes; returns what it did, in the operator's words.
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>>;
 }
@@ -364,10 +370,10 @@ fn run_step(
     if let (Mode::Plan, Some(dep)) = (mode, waiting_on) {
         return report(id, Status::Pending, Some(format!("after {dep}")), elapsed());
     }
-    let checked = if mode == Mode::Plan {
-        step.plan_check(host, settings)
-    } else {
-        step.check(host, settings)
+    let checked = match mode {
+        Mode::Plan => step.plan_check(host, settings),
+        Mode::Verify => step.verify_check(host, settings),
+        Mode::Apply => step.check(host, settings),
     };
     let state = match checked {
         Ok(state) => state,

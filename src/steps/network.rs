@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use serde_json::{Value, json};
 
 use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::edit::network::{self, MARKER, Proxy};
@@ -55,7 +56,11 @@ struct Managed {
 }
 
 pub fn proxy(settings: &Settings) -> Proxy {
-    let n = &settings.profile.network;
+    proxy_of(&settings.profile.network)
+}
+
+/// The proxy settings of a `[network]` section.
+pub fn proxy_of(n: &crate::profile::Network) -> Proxy {
     Proxy {
         http: n.http_proxy.clone(),
         https: n.https_proxy.clone(),
@@ -252,9 +257,9 @@ fn pending_files(
     Ok(out)
 }
 
-/// A running service whose environment lacks the proxy (or still has it
-/// after the proxy was removed from a file of ours).
-fn stale_processes(host: &Host, settings: &Settings, comm: &str, pids: &[u32]) -> Result<Vec<u32>> {
+/// The processes among `pids` whose environment lacks a proxy variable of
+/// the profile (a service started before its drop-in was written).
+fn stale_processes(host: &Host, settings: &Settings, pids: &[u32]) -> Result<Vec<u32>> {
     if !host.live || !host.os.systemd {
         return Ok(Vec::new());
     }
@@ -270,7 +275,6 @@ fn stale_processes(host: &Host, settings: &Settings, comm: &str, pids: &[u32]) -
             stale.push(*pid);
         }
     }
-    let _ = comm;
     Ok(stale)
 }
 
@@ -317,11 +321,11 @@ impl Step for Network {
             ));
         }
         if !proxy(settings).is_empty() {
-            for (service, comm, pids) in [
-                ("gitlab-runner", "gitlab-runner", runner_pids(host)?),
-                ("docker", "dockerd", docker_pids(host)?),
+            for (service, pids) in [
+                ("gitlab-runner", runner_pids(host)?),
+                ("docker", docker_pids(host)?),
             ] {
-                let stale = stale_processes(host, settings, comm, &pids)?;
+                let stale = stale_processes(host, settings, &pids)?;
                 if !stale.is_empty() {
                     changes.push(Change::new(format!(
                         "restart {service}{}: it runs without the proxy (pid {})",
@@ -340,6 +344,80 @@ impl Step for Network {
             }
         }
         Ok(State::from_changes(changes))
+    }
+
+    /// Per layer, whether it uses the proxy and trusts the CA (JSON
+    /// `details`), and a TLS handshake with GitLab the way the tool's own
+    /// HTTP makes it (through the proxy, with the CA).
+    fn verify_check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let state = self.check(host, settings)?;
+        let n = &settings.profile.network;
+        if n.is_empty() {
+            return Ok(state);
+        }
+        let proxy = proxy(settings);
+        let uses = |pids: &[u32]| -> Result<Value> {
+            if !host.live || pids.is_empty() {
+                return Ok(json!("not running"));
+            }
+            let stale = stale_processes(host, settings, pids)?;
+            Ok(json!(if proxy.is_empty() {
+                "no proxy configured"
+            } else if stale.is_empty() {
+                "yes"
+            } else {
+                "no: restart it (apply does)"
+            }))
+        };
+        let ca = !n.ca_files.is_empty();
+        let runner_ca = runner_ca_file(settings);
+        let trusts = |path: Option<&str>| -> Result<Value> {
+            Ok(match path {
+                Some(path) if host.files.exists(path) => json!(format!("yes ({path})")),
+                Some(path) => json!(format!("no: {path} is missing")),
+                None => json!("no CA configured"),
+            })
+        };
+        host.detail(
+            "apt_proxy",
+            json!(!proxy.is_empty() && host.files.exists(APT_CONF)),
+        );
+        host.detail("gitlab_runner_proxy", uses(&runner_pids(host)?)?);
+        host.detail("gitlab_runner_ca", trusts(runner_ca.as_deref())?);
+        host.detail("dockerd_proxy", uses(&docker_pids(host)?)?);
+        let registries: Vec<Value> = n
+            .ca_registries
+            .iter()
+            .map(|r| {
+                let path = format!("{DOCKER_CERTS}/{r}/ca.crt");
+                json!({"registry": r, "trusts_ca": host.files.exists(&path)})
+            })
+            .collect();
+        host.detail("dockerd_registries", Value::Array(registries));
+        host.detail(
+            "system_store",
+            json!(if n.install_ca_system_wide {
+                "installed"
+            } else {
+                "not asked"
+            }),
+        );
+        let url = &settings.profile.runner.url;
+        if host.live && ca && url.starts_with("https://") {
+            match host.reachable(url, Duration::from_secs(15)) {
+                Ok(()) => host.detail("gitlab_tls", json!("trusted")),
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    if text.contains("certificate") || text.contains("UnknownIssuer") {
+                        anyhow::bail!(
+                            "GitLab at {url} presents a certificate the CA in [network] ca_files does not sign ({text}): give the CA that signed it"
+                        );
+                    }
+                    host.detail("gitlab_tls", json!(format!("not checked: {text}")));
+                }
+            }
+        }
+        Ok(state)
     }
 
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
@@ -383,7 +461,7 @@ impl Step for Network {
             host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
         }
         let docker = docker_pids(host)?;
-        let docker_stale = !stale_processes(host, settings, "dockerd", &docker)?.is_empty();
+        let docker_stale = !stale_processes(host, settings, &docker)?.is_empty();
         if !docker.is_empty() && (services_changed || changed(Layer::Docker) || docker_stale) {
             host.progress("restarting docker");
             host.service("docker", "restart")
@@ -391,7 +469,7 @@ impl Step for Network {
             done.push("restarted docker".to_string());
         }
         let runner = runner_pids(host)?;
-        let runner_stale = !stale_processes(host, settings, "gitlab-runner", &runner)?.is_empty();
+        let runner_stale = !stale_processes(host, settings, &runner)?.is_empty();
         let runner_env_changed = services_changed || changed(Layer::Runner) && systemd;
         if !runner.is_empty() && (runner_env_changed || runner_stale) {
             host.progress("restarting gitlab-runner gracefully (running jobs finish first)");
@@ -553,6 +631,34 @@ mod tests {
     }
 
     #[test]
+    fn verify_reports_each_layer_and_shakes_hands_with_gitlab_through_the_proxy() {
+        let fake = FakeHost::debian12();
+        let port = listening(&fake);
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        let url = settings.profile.runner.url.clone();
+        fake.machine().urls.insert(url.clone(), Vec::new());
+        let (verified, out) = go(&fake, &settings, &["network"], Mode::Verify);
+        let text = out.captured();
+        assert_eq!((verified.ok, verified.failed), (2, 0), "{text}");
+        for detail in [
+            "\"apt_proxy\":true",
+            "\"gitlab_runner_ca\":\"yes (/etc/gitlab-runner/certs/gitlab.corp.example.crt)\"",
+            "\"dockerd_registries\":[{\"registry\":\"registry.corp.example:5050\",\"trusts_ca\":true}]",
+            "\"system_store\":\"installed\"",
+            "\"gitlab_tls\":\"trusted\"",
+        ] {
+            assert!(text.contains(detail), "{detail}: {text}");
+        }
+        assert!(!text.contains(PASSWORD), "{text}");
+        let machine = fake.machine();
+        let (method, requested, network) = machine.requests.last().expect("a request");
+        assert_eq!((*method, requested.as_str()), ("HEAD", url.as_str()));
+        assert!(network.https_proxy.contains(&format!("127.0.0.1:{port}")));
+        assert_eq!(network.ca_certificates, vec![ca()], "with the CA");
+    }
+
+    #[test]
     fn registration_gets_the_ca_file_and_the_proxy_in_its_environment() {
         let fake = FakeHost::debian12();
         let port = listening(&fake);
@@ -619,6 +725,7 @@ mod tests {
     fn bad_ca_files_are_refused_before_any_change() {
         for (content, wanted) in [
             ("not a certificate\n", "no PEM certificate"),
+            ("\n", "no PEM certificate"),
             ("", "no PEM certificate"),
             ("-----BEGIN CERTIFICATE-----\nMIIB\n", "no END line"),
         ] {
@@ -626,6 +733,14 @@ mod tests {
             let port = listening(&fake);
             let settings = corporate(&fake, port);
             fake.write("/etc/ssl/corp-root.pem", content);
+            if content.is_empty() {
+                // A DER file: bytes that are not text, let alone PEM.
+                std::fs::write(
+                    fake.root().join("etc/ssl/corp-root.pem"),
+                    [0x30, 0x82, 0x01, 0x9d, 0x30, 0x82, 0xff, 0xfe],
+                )
+                .expect("write DER");
+            }
             let before = fake.snapshot();
             let (counts, out) = go(&fake, &settings, &[], Mode::Apply);
             let text = out.captured();

@@ -36,7 +36,8 @@ pub const PROFILE: &str = "/etc/runner-provision/hosts.toml";
 /// The stand-in gitlab-runner appends one JSON line per invocation here
 /// (argv, which env var carried the token; never the token itself).
 pub const STAND_IN_LOG: &str = "/var/lib/runner-provision-tests/stand-in.jsonl";
-/// The URL every scenario registers against (the stand-in never connects).
+/// The URL every scenario registers against (not on loopback: the stand-in
+/// does not connect to it).
 pub const URL: &str = "https://gitlab.example.com/";
 /// Any command in a container that runs longer than this is killed, so a
 /// hanging tool fails the test instead of hanging CI.

@@ -252,8 +252,27 @@ pub fn proxy() {
     );
     assert_eq!(host.mode("/etc/runner-provision/network.env"), 0o600);
     host.sh_ok("apt-get update -q >/dev/null");
-    let verify = host.tool(&["verify"], None);
+    let verify = host.tool(&["--output", "json", "verify"], None);
     verify.assert_success("verify behind the proxy");
+    let network = verify
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_checked" && e["id"] == "network")
+        .unwrap_or_else(|| panic!("no network check\n{}", verify.transcript()));
+    let details = &network["details"];
+    for (layer, wanted) in [
+        ("apt_proxy", serde_json::json!(true)),
+        ("gitlab_runner_proxy", serde_json::json!("yes")),
+        ("dockerd_proxy", serde_json::json!("yes")),
+        (
+            "gitlab_runner_ca",
+            serde_json::json!(format!("yes ({RUNNER_CA})")),
+        ),
+        ("gitlab_tls", serde_json::json!("trusted")),
+    ] {
+        assert_eq!(details[layer], wanted, "verify's {layer}: {network}");
+    }
+    assert_no_password(&verify, "verify");
 
     // Converged: zero changes, files byte-identical, no restart.
     let files = host.snapshot(NETWORK_FILES);

@@ -5,8 +5,10 @@
 //! (flags, aliases and environment variables of GitLab Runner **17.4**,
 //! urfave/cli v1 + Go `flag` parsing), writes `config.toml` byte for byte as
 //! 17.4.0 does, and writes the same systemd unit / SysV script on `install`,
-//! but never talks to a GitLab server: tokens and runner ids are derived
-//! from a hash, every runner "verifies", and `run` only waits for a signal.
+//! but talks to a GitLab server only at loopback addresses (`register`'s
+//! API call, over TLS with the CA it is given and through the proxy of its
+//! environment: see `server`): tokens and runner ids are derived from a
+//! hash, and `run` only waits for a signal.
 //!
 //! Sources copied (gitlab-org/gitlab-runner, read from its GitHub mirror
 //! `gitlabhq/gitlab-runner`): `commands/register.go`, `common/config.go`,

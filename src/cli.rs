@@ -375,6 +375,13 @@ impl SettingsArgs {
         // message that could quote them.
         for userinfo in network.credentials() {
             global.redactor.add_credentials(&userinfo);
+            // Every user can read a process's argv (ps): a password there
+            // has leaked before this line runs; say where it belongs.
+            if std::env::args().any(|arg| arg.contains(&format!("{userinfo}@"))) {
+                bail!(
+                    "--http-proxy/--https-proxy hold a password, and a command line is readable by every user on this host: put the proxy URL in RUNNER_PROVISION_HTTP_PROXY / RUNNER_PROVISION_HTTPS_PROXY or the profile's [network] instead (and change the password if others use this host)"
+                );
+            }
         }
         profile.validate()?;
         let token = match &self.token_file {

@@ -458,6 +458,25 @@ fn there_is_no_flag_that_takes_the_token() {
 }
 
 #[test]
+fn a_proxy_password_on_the_command_line_is_refused_and_never_echoed() {
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    let url = "http://build:Pr0xyPassw0rd9@127.0.0.1:9";
+    let out = tree.run(&["plan", "--https-proxy", url], None, &[]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("RUNNER_PROVISION_HTTPS_PROXY"), "{out}");
+    assert!(!format!("{out}").contains("Pr0xyPassw0rd9"), "{out}");
+    assert_eq!(tree.snapshot(), before);
+    // From the environment it is accepted, and redacted wherever it shows.
+    let out = tree.run(&["plan"], None, &[("RUNNER_PROVISION_HTTPS_PROXY", url)]);
+    assert!(!format!("{out}").contains("Pr0xyPassw0rd9"), "{out}");
+    assert!(
+        !out.stderr.contains("RUNNER_PROVISION_HTTPS_PROXY"),
+        "{out}"
+    );
+}
+
+#[test]
 fn not_root_is_refused_before_any_change() {
     // As root, drop to nobody; as anyone else, run as is.
     let args = ["apply".to_string(), "--yes".to_string()];

@@ -264,7 +264,9 @@ impl Profile {
     pub fn parse(text: &str, source: &str) -> Result<Self, Error> {
         toml::from_str(text).map_err(|e| Error::Profile {
             path: source.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            // The parser quotes the line it stopped at: a proxy URL's
+            // password there is hidden (the redactor does not know it yet).
+            message: crate::edit::network::hide_userinfo(e.to_string().trim_end()),
         })
     }
 
@@ -577,6 +579,18 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("storage_drivr"), "{text}");
         assert!(text.contains("/etc/rp/site.toml"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_line_with_a_proxy_password_is_not_quoted_with_it() {
+        let err = Profile::parse(
+            "[network]\nhttp_proxy = \"http://build:Pr0xyPw-9@proxy:3128\n",
+            "/etc/rp/site.toml",
+        )
+        .expect_err("unterminated string");
+        let text = err.to_string();
+        assert!(text.contains("/etc/rp/site.toml"), "{text}");
+        assert!(!text.contains("Pr0xyPw-9"), "{text}");
     }
 
     #[test]

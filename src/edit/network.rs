@@ -65,6 +65,29 @@ pub fn parse_proxy(url: &str) -> Result<ProxyUrl, String> {
     })
 }
 
+/// `text` with the `user:password@` of every `scheme://` URL in it
+/// replaced, for messages that quote text which may hold one.
+pub fn hide_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '"' | '\'' | '?' | '#'))
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("[redacted]@");
+                rest = &tail[userinfo_end + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The proxy settings every layer gets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Proxy {
@@ -300,6 +323,26 @@ mod tests {
         }
         // The same settings give the same bytes.
         assert_eq!(environment_file(&corp()), environment_file(&corp()));
+    }
+
+    #[test]
+    fn userinfo_is_hidden_in_quoted_text() {
+        let cases = [
+            ("no url here", "no url here"),
+            ("http://proxy:3128", "http://proxy:3128"),
+            (
+                "2 | http_proxy = \"http://u:s3cret@proxy:3128\n  |  ^",
+                "2 | http_proxy = \"http://[redacted]@proxy:3128\n  |  ^",
+            ),
+            (
+                "a http://u:p@x/y and https://v:q@z:1 end",
+                "a http://[redacted]@x/y and https://[redacted]@z:1 end",
+            ),
+            ("https://gitlab.com/a@b", "https://gitlab.com/a@b"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(hide_userinfo(text), expected, "{text}");
+        }
     }
 
     #[test]

@@ -91,6 +91,8 @@ enum Command {
     Profiles(ProfilesCommand),
     /// Print #cloud-config user data that installs this tool and runs `apply` on every boot
     CloudInit(CloudInitArgs),
+    /// Take back what apply created (from its receipt): runners, files, groups, module lines; packages only with --purge
+    Remove(RemoveArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -207,6 +209,57 @@ struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+struct RemoveArgs {
+    /// Show what would be removed and kept; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: exit 0 when nothing is left to remove, 2 when something is, 1 on error
+    #[arg(long, requires = "dry_run")]
+    detailed_exitcode: bool,
+    /// Also purge the packages apply installed (Docker's data in /var/lib/docker stays)
+    #[arg(long)]
+    purge: bool,
+    /// Seconds to wait for an apply on this host (or root) to finish
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    lock_timeout: u64,
+}
+
+impl RemoveArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let reporter = global.reporter();
+        let host = global.host(reporter.clone())?;
+        if host.live && !host.is_root() && !self.dry_run {
+            return Err(crate::Error::NotRoot.into());
+        }
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(host.lock_apply(std::time::Duration::from_secs(self.lock_timeout))?)
+        };
+        let counts = crate::remove::run(
+            &host,
+            &reporter,
+            &crate::remove::Options {
+                dry_run: self.dry_run,
+                purge: self.purge,
+            },
+        )?;
+        Ok(
+            match (
+                counts.failed > 0,
+                counts.pending > 0,
+                self.detailed_exitcode,
+            ) {
+                (true, _, _) => 1,
+                (false, true, true) => 2,
+                _ => 0,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Args)]
 struct PlanArgs {
     #[command(flatten)]
     settings: SettingsArgs,
@@ -291,6 +344,7 @@ impl Cli {
             Command::Verify(args) => args.run(&global),
             Command::Profiles(cmd) => cmd.run(),
             Command::CloudInit(args) => args.run(&global),
+            Command::Remove(args) => args.run(&global),
             Command::Completions(args) => {
                 clap_complete::generate(
                     args.shell,
@@ -522,6 +576,9 @@ impl ApplyArgs {
             Mode::Apply,
             &run.reporter,
         );
+        // What this run created, for `remove`: recorded after a failure
+        // too, since whatever was created is there.
+        crate::receipt::record_run(&run.host)?;
         let mut failed = counts.failed > 0;
         if self.forget_token {
             let registered = statuses.iter().any(|(id, status)| {

@@ -10,6 +10,8 @@ mod edit;
 mod error;
 mod host;
 mod profile;
+mod receipt;
+mod remove;
 mod report;
 mod secret;
 mod steps;

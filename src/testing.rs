@@ -155,6 +155,14 @@ impl PackageManager for FakePackages {
         log.installed.extend(packages.iter().map(|p| p.to_string()));
         Ok(())
     }
+
+    fn purge(&self, _host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        let mut log = self.log();
+        for package in packages {
+            log.installed.remove(*package);
+        }
+        Ok(())
+    }
 }
 
 struct FakeSystem {
@@ -522,6 +530,47 @@ impl FakeRunner {
             ["useradd", .., name] => {
                 self.add_user(name);
                 ok("")
+            }
+            ["gpasswd", "--delete", user, group] => {
+                let text = read(&self.root, "/etc/group");
+                let new: String = text
+                    .lines()
+                    .map(|l| match l.strip_prefix(&format!("{group}:")) {
+                        Some(rest) => {
+                            let (head, members) = rest.rsplit_once(':').unwrap_or((rest, ""));
+                            let kept: Vec<&str> = members
+                                .split(',')
+                                .filter(|m| !m.is_empty() && m != user)
+                                .collect();
+                            format!("{group}:{head}:{}\n", kept.join(","))
+                        }
+                        None => format!("{l}\n"),
+                    })
+                    .collect();
+                write(&self.root, "/etc/group", &new);
+                ok("")
+            }
+            [
+                "gitlab-runner",
+                "unregister",
+                "--config",
+                config,
+                "--name",
+                name,
+            ] => {
+                let text = read(&self.root, config);
+                match crate::edit::runner_config::runners(&text)
+                    .ok()
+                    .and_then(|r| r.iter().find(|r| r.name == *name).map(|r| r.url.clone()))
+                {
+                    Some(url) => {
+                        let new = crate::edit::runner_config::remove_runner(&text, &url, name)
+                            .expect("config.toml");
+                        write(&self.root, config, &new);
+                        ok("Unregistering runner from GitLab succeeded")
+                    }
+                    None => fail(&format!("could not find a runner with the name '{name}'")),
+                }
             }
             ["usermod", "--append", "--groups", group, user] => {
                 let text = read(&self.root, "/etc/group");

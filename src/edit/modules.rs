@@ -32,6 +32,17 @@ pub fn ensure(text: &str, module: &str) -> String {
     out
 }
 
+/// `text` without the non-comment lines that list `module`: unchanged,
+/// byte for byte, when none does; every other line kept as it was.
+pub fn remove(text: &str, module: &str) -> String {
+    if !contains(text, module) {
+        return text.to_owned();
+    }
+    text.split_inclusive('\n')
+        .filter(|line| !contains(line, module))
+        .collect()
+}
+
 fn same_module(a: &str, b: &str) -> bool {
     let norm = |c: char| if c == '-' { '_' } else { c };
     a.len() == b.len() && a.chars().map(norm).eq(b.chars().map(norm))
@@ -39,6 +50,31 @@ fn same_module(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn remove_takes_back_only_the_module_line() {
+        for (text, want) in [
+            ("loop\n", "loop\n"),
+            ("", ""),
+            ("loop\noverlay\n", "loop\n"),
+            ("# overlay\noverlay\nloop", "# overlay\nloop"),
+            ("overlay", ""),
+        ] {
+            let got = remove(text, "overlay");
+            assert_eq!(got, want, "{text:?}");
+            assert_eq!(remove(&got, "overlay"), got);
+            assert_eq!(
+                remove(&ensure(want, "overlay"), "overlay"),
+                want.to_string()
+                    + if want.is_empty() || want.ends_with('\n') {
+                        ""
+                    } else {
+                        "\n"
+                    }
+            );
+        }
+    }
+
     use super::*;
 
     const DEBIAN_ETC_MODULES: &str = "\

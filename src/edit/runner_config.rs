@@ -286,6 +286,48 @@ fn shape(problem: String) -> EditError {
 
 /// Scheme and host lowercased, trailing slashes dropped; the path keeps its
 /// case (GitLab group paths are case-sensitive in URLs).
+/// `text` without the `[[runners]]` entries for `url` (compared as in
+/// [`find`]) and `name`: unchanged, byte for byte, when there is none; every
+/// other byte of the file (other runners, comments, global keys) kept. A
+/// `runners` left empty goes too.
+pub fn remove_runner(text: &str, url: &str, name: &str) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let want = normalize_url(url);
+    let matches = |t: &dyn TableLike| {
+        t.get("name").and_then(Item::as_str) == Some(name)
+            && t.get("url")
+                .and_then(Item::as_str)
+                .is_some_and(|u| normalize_url(u) == want)
+    };
+    let Some(item) = doc.get_mut("runners") else {
+        return Ok(text.to_owned());
+    };
+    let (before, after) = match item {
+        Item::ArrayOfTables(tables) => {
+            let before = tables.len();
+            tables.retain(|t| !matches(t));
+            (before, tables.len())
+        }
+        Item::Value(Value::Array(array)) => {
+            let before = array.len();
+            array.retain(|v| !v.as_inline_table().is_some_and(|t| matches(t)));
+            (before, array.len())
+        }
+        _ => {
+            return Err(shape(
+                "`runners` must be an array of tables ([[runners]])".to_owned(),
+            ));
+        }
+    };
+    if before == after {
+        return Ok(text.to_owned());
+    }
+    if after == 0 {
+        doc.remove("runners");
+    }
+    Ok(doc.to_string())
+}
+
 fn normalize_url(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -301,6 +343,44 @@ fn normalize_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn remove_runner_takes_out_only_that_runner() {
+        let head = "# keep me\nconcurrent = 4\n\n[session_server]\n  session_timeout = 1800\n";
+        let ours = "\n[[runners]]\n  name = \"host-1\"\n  url = \"https://GitLab.example.com\"\n  token = \"t1\"\n  executor = \"shell\"\n  [runners.cache]\n";
+        let other = "\n[[runners]]\n  # theirs\n  name = \"other\"\n  url = \"https://gitlab.example.com/\"\n  token = \"t2\"\n";
+        for (case, text, want) in [
+            (
+                "absent: byte-identical",
+                format!("{head}{other}"),
+                format!("{head}{other}"),
+            ),
+            ("no runners at all", head.to_string(), head.to_string()),
+            (
+                "the only runner: back to the file before it",
+                format!("{head}{ours}"),
+                head.to_string(),
+            ),
+            (
+                "first of two",
+                format!("{head}{ours}{other}"),
+                format!("{head}{other}"),
+            ),
+            (
+                "last of two",
+                format!("{head}{other}{ours}"),
+                format!("{head}{other}"),
+            ),
+        ] {
+            let got = remove_runner(&text, "https://gitlab.example.com/", "host-1").expect(case);
+            assert_eq!(got, want, "{case}");
+            let again = remove_runner(&got, "https://gitlab.example.com/", "host-1").expect(case);
+            assert_eq!(again, got, "{case}: second run");
+        }
+        assert!(remove_runner("runners = 3\n", "https://x/", "a").is_err());
+        assert!(remove_runner("[[runners]\n", "https://x/", "a").is_err());
+    }
+
     use super::*;
 
     /// As `gitlab-runner register` writes it (17.x), plus an operator's

@@ -52,6 +52,25 @@ const MAX_LINKS: usize = 40;
 pub struct Files {
     root: PathBuf,
     cache: Rc<RefCell<HashMap<String, Option<Rc<String>>>>>,
+    log: Rc<RefCell<Written>>,
+}
+
+/// What this run wrote, for the receipt: files it created (that did not
+/// exist before), the SHA-256 of every file it wrote last, files it removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub created: std::collections::BTreeSet<String>,
+    pub sha256: std::collections::BTreeMap<String, String>,
+    pub removed: std::collections::BTreeSet<String>,
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What kind of thing a path is, after following links inside the root.
@@ -100,7 +119,13 @@ impl Files {
         Self {
             root: root.into(),
             cache: Rc::default(),
+            log: Rc::default(),
         }
+    }
+
+    /// What this run wrote and removed so far.
+    pub fn written(&self) -> Written {
+        self.log.borrow().clone()
     }
 
     fn cacheable(path: &str) -> bool {
@@ -437,6 +462,11 @@ impl Files {
         nix::unistd::fsync(&dir)
             .map_err(errno)
             .with_context(|| format!("writing {path}: fsync of its folder"))?;
+        let mut log = self.log.borrow_mut();
+        if existing.is_none() && !log.removed.remove(path) {
+            log.created.insert(path.to_string());
+        }
+        log.sha256.insert(path.to_string(), sha256(content));
         Ok(())
     }
 
@@ -505,7 +535,15 @@ impl Files {
             Err(e) => return Err(e).with_context(|| format!("removing {path}")),
         };
         match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Ok(()) => {
+                let mut log = self.log.borrow_mut();
+                log.sha256.remove(path);
+                if !log.created.remove(path) {
+                    log.removed.insert(path.to_string());
+                }
+                Ok(())
+            }
+            Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(errno(e)).with_context(|| format!("removing {path}")),
         }
     }

@@ -45,6 +45,8 @@ pub struct Host {
     network: RefCell<HttpNetwork>,
     reporter: Arc<Reporter>,
     redactor: Redactor,
+    /// What this run created besides files, for the receipt.
+    noted: RefCell<crate::receipt::Receipt>,
 }
 
 impl Host {
@@ -74,7 +76,19 @@ impl Host {
             network: RefCell::default(),
             reporter,
             redactor,
+            noted: RefCell::default(),
         })
+    }
+
+    /// Records something this run created (a package, an account, a group
+    /// membership, a runner, a module line) for the receipt `remove` reads.
+    pub fn note(&self, add: impl FnOnce(&mut crate::receipt::Receipt)) {
+        add(&mut self.noted.borrow_mut());
+    }
+
+    /// What this run noted so far.
+    pub fn noted(&self) -> crate::receipt::Receipt {
+        self.noted.borrow().clone()
     }
 
     /// Runs a command; non-zero exit is an error with argv, status and stderr.

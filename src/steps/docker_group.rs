@@ -116,6 +116,12 @@ impl Step for DockerGroup {
                 );
             }
             host.run(Cmd::new("usermod").args(["--append", "--groups", GROUP, member]))?;
+            host.note(|r| {
+                r.memberships.insert(crate::receipt::Membership {
+                    user: member.to_string(),
+                    group: GROUP.to_string(),
+                });
+            });
             done.push(format!("added {member} to group {GROUP}"));
         }
         let stale = stale_services(host, settings)?;

@@ -164,6 +164,10 @@ impl Step for DockerInstall {
                 packages.refresh(host, ID.as_str())?;
             }
             packages.install(host, ID.as_str(), &found.missing)?;
+            host.note(|r| {
+                r.packages
+                    .extend(found.missing.iter().map(|p| p.to_string()))
+            });
             done.push(format!("installed {}", found.missing.join(" ")));
         }
         // The package's scripts may have enabled and started it already.

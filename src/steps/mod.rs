@@ -19,7 +19,7 @@ mod overlay_module;
 mod runner_alive;
 mod runner_install;
 mod runner_register;
-mod shutdown_unregister;
+pub mod shutdown_unregister;
 #[cfg(test)]
 mod tests;
 

@@ -136,6 +136,12 @@ impl Step for OverlayModule {
                 } => {
                     host.files.create_dir("/etc/modules-load.d", 0o755)?;
                     host.files.write_atomic(&path, wanted.as_bytes(), 0o644)?;
+                    host.note(|r| {
+                        r.module_lines.insert(crate::receipt::ModuleLine {
+                            file: path.clone(),
+                            module: module.to_string(),
+                        });
+                    });
                     done.push(format!("listed {module} in {path}"));
                 }
             }

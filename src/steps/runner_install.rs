@@ -85,6 +85,9 @@ impl Step for RunnerInstall {
         {
             done.extend(packages.ensure_repository(host, ID.as_str(), &repo(settings))?);
             packages.install(host, ID.as_str(), &[PACKAGE])?;
+            host.note(|r| {
+                r.packages.insert(PACKAGE.to_string());
+            });
             done.push(format!("installed package {PACKAGE}"));
         }
         if host.accounts.user(ACCOUNT)?.is_none() {
@@ -102,6 +105,9 @@ impl Step for RunnerInstall {
                 "/dev/null",
                 ACCOUNT,
             ]))?;
+            host.note(|r| {
+                r.accounts.insert(ACCOUNT.to_string());
+            });
             done.push(format!("created the {ACCOUNT} account"));
         }
         Ok(done)

@@ -212,6 +212,12 @@ impl Step for RunnerRegister {
             cmd.env("REGISTRATION_TOKEN", token.expose())
         };
         register_with_retries(host, cmd, &runner.url)?;
+        host.note(|r| {
+            r.runners.insert(crate::receipt::RunnerRef {
+                url: runner.url.clone(),
+                name: name.clone(),
+            });
+        });
         Ok(vec![format!(
             "registered runner {name} at {} with a {}",
             runner.url,

@@ -22,7 +22,7 @@ use crate::host::command::Cmd;
 
 pub struct ShutdownUnregister;
 
-const UNIT_NAME: &str = "runner-provision-unregister.service";
+pub const UNIT_NAME: &str = "runner-provision-unregister.service";
 pub const UNIT: &str = "/etc/systemd/system/runner-provision-unregister.service";
 pub const DROP_IN: &str =
     "/etc/systemd/system/gitlab-runner.service.d/runner-provision-shutdown.conf";
@@ -95,6 +95,20 @@ fn active(host: &Host) -> Result<bool> {
         == Some(0))
 }
 
+/// Stops the unit without unregistering, if it runs (true when it did):
+/// stopping it as it is would unregister now, and a unit file removed while
+/// it runs stays loaded until shutdown, so its ExecStop goes first.
+pub fn stop_quietly(host: &Host) -> Result<bool> {
+    if !(host.live && host.os.systemd) || ours(host, UNIT)?.is_none() || !active(host)? {
+        return Ok(false);
+    }
+    let quiet = shutdown_unit::unit(GITLAB_RUNNER, CONFIG_TOML, &[], "/dev/null");
+    host.files.write_atomic(UNIT, quiet.as_bytes(), 0o644)?;
+    host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
+    host.run(Cmd::new("systemctl").args(["stop", UNIT_NAME]))?;
+    Ok(true)
+}
+
 impl Step for ShutdownUnregister {
     fn needs(&self) -> &'static [StepId] {
         &[StepId::RunnerInstall]
@@ -157,14 +171,7 @@ impl Step for ShutdownUnregister {
         let on = settings.profile.runner.unregister_on_shutdown;
         let mut done = Vec::new();
         if !on && ours(host, UNIT)?.is_some() {
-            if host.live && host.os.systemd && active(host)? {
-                // Stopping it as it is would unregister now, and a unit
-                // file removed while it runs stays loaded until shutdown:
-                // first take its ExecStop away, then stop it.
-                let quiet = shutdown_unit::unit(GITLAB_RUNNER, CONFIG_TOML, &[], "/dev/null");
-                host.files.write_atomic(UNIT, quiet.as_bytes(), 0o644)?;
-                host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
-                host.run(Cmd::new("systemctl").args(["stop", UNIT_NAME]))?;
+            if stop_quietly(host)? {
                 done.push(format!("stopped {UNIT_NAME} without unregistering"));
             }
             if enabled(host) {

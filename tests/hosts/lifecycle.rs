@@ -457,3 +457,159 @@ pub fn shutdown_unregisters() {
         lines[unregistered]
     );
 }
+
+/// The tool's run with a fixed clock for the stand-in (`token_obtained_at`),
+/// so that registering again writes the same bytes.
+fn tool_at_fixed_time(host: &crate::harness::Container, args: &[&str], token: Option<&str>) -> Run {
+    let run = Run::capture(
+        host.tool_command(args, token)
+            .env("GITLAB_RUNNER_STAND_IN_NOW", "2026-11-28T12:00:00Z"),
+    );
+    eprintln!(
+        "[{}] runner-provision {} -> {}",
+        host.name,
+        args.join(" "),
+        run.status
+    );
+    run
+}
+
+/// Files a round trip must leave as a first apply left them.
+const ROUND_TRIP: &[&str] = &[
+    "/etc/gitlab-runner/config.toml",
+    "/etc/docker",
+    "/etc/modules",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/apt/sources.list.d",
+    "/etc/apt/keyrings",
+    "/var/lib/dpkg/status",
+    "/var/lib/runner-provision/receipt.json",
+];
+
+/// `remove` after a converged apply, `remove` again (nothing), `apply`
+/// again (the same files as the first apply).
+pub fn remove_round_trip() {
+    let Some(tier) = harness::tier() else { return };
+    let _time = WallTime::start("remove_round_trip");
+    let host = tier.boot("rp-remove");
+    // Someone else's runner in the same config.toml, registered by hand.
+    host.sh_ok(
+        "deb=$(find /srv/runner-repo -name 'gitlab-runner_*.deb' | head -n1) && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q \"$deb\" >/dev/null && \
+         GITLAB_RUNNER_STAND_IN_NOW=2026-11-28T12:00:00Z CI_SERVER_TOKEN=glrt-someone-elses-runner \
+         gitlab-runner register --non-interactive --url https://other.example.com/ \
+         --name other --executor shell >/dev/null 2>&1",
+    );
+    let first = tool_at_fixed_time(&host, &["--output", "json", "apply"], Some(GLRT_TOKEN));
+    first.assert_applied("first apply");
+    let applied = host.snapshot(ROUND_TRIP);
+    let receipt = host.read("/var/lib/runner-provision/receipt.json");
+    assert_eq!(host.mode("/var/lib/runner-provision/receipt.json"), 0o600);
+    for recorded in [
+        "docker.io",
+        "/etc/docker/daemon.json",
+        "\"group\": \"docker\"",
+        "overlay",
+    ] {
+        assert!(
+            receipt.contains(recorded),
+            "receipt lacks {recorded}:\n{receipt}"
+        );
+    }
+    assert!(
+        !receipt.contains("\"gitlab-runner\"\n") && !receipt.contains("glrt-"),
+        "receipt records a package it did not install, or a token:\n{receipt}"
+    );
+
+    let dry = host.tool(
+        &[
+            "--output",
+            "json",
+            "remove",
+            "--dry-run",
+            "--detailed-exitcode",
+        ],
+        None,
+    );
+    assert_eq!(dry.code(), Some(2), "{}", dry.transcript());
+    applied.assert_same(&host.snapshot(ROUND_TRIP), "remove --dry-run");
+
+    let config_before = host.read("/etc/gitlab-runner/config.toml");
+    let name = checks::host_name(&host);
+    let removed = host.tool(&["--output", "json", "remove"], None);
+    removed.assert_applied("remove");
+    assert!(
+        removed.stdout.contains("kept packages docker.io"),
+        "remove says what it kept\n{}",
+        removed.transcript()
+    );
+    // Only this host's runner left config.toml; every other byte stayed.
+    let start = config_before
+        .find(&format!("[[runners]]\n  name = \"{name}\""))
+        .expect("our runner in config.toml");
+    let end = config_before[start + 1..]
+        .find("[[runners]]")
+        .map_or(config_before.len(), |i| start + 1 + i);
+    let mut expected = config_before.clone();
+    expected.replace_range(start..end, "");
+    let expected = expected.replace("\n\n\n", "\n\n");
+    let config_after = host.read("/etc/gitlab-runner/config.toml");
+    assert!(
+        config_after == expected || config_after.trim_end() == expected.trim_end(),
+        "config.toml after remove:\n{config_after}\nexpected:\n{expected}"
+    );
+    assert!(config_after.contains("name = \"other\""));
+    let unregisters: Vec<String> = checks::stand_in_calls(&host)
+        .into_iter()
+        .filter(|c| c["argv"].get(1).and_then(|a| a.as_str()) == Some("unregister"))
+        .map(|c| c["argv"].to_string())
+        .collect();
+    assert_eq!(unregisters.len(), 1, "{unregisters:?}");
+    assert!(
+        unregisters[0].contains(&format!("\"--name\",\"{name}\"")),
+        "{unregisters:?}"
+    );
+    let recorded: serde_json::Value = serde_json::from_str(&receipt).expect("receipt is JSON");
+    for path in recorded["files"].as_object().expect("files").keys() {
+        assert!(
+            !host.path(path).exists(),
+            "{path}, created by apply, is still there"
+        );
+    }
+    assert!(
+        !host.path("/etc/docker/daemon.json").exists(),
+        "daemon.json the tool wrote is gone"
+    );
+    let groups = host.sh_ok("id -nG gitlab-runner");
+    assert!(
+        !groups.split_whitespace().any(|g| g == "docker"),
+        "still in docker: {groups}"
+    );
+    assert!(
+        !host
+            .read("/etc/modules")
+            .lines()
+            .any(|l| l.trim() == "overlay")
+    );
+    assert_eq!(
+        host.sh_ok("dpkg-query -W -f '${Status}' docker.io"),
+        "install ok installed",
+        "packages stay without --purge"
+    );
+
+    let after_remove = host.snapshot(ROUND_TRIP);
+    let again = host.tool(&["--output", "json", "remove"], None);
+    again.assert_applied("second remove");
+    assert_eq!(again.summary()["changed"], 0, "{}", again.transcript());
+    after_remove.assert_same(&host.snapshot(ROUND_TRIP), "second remove");
+
+    let reapplied = tool_at_fixed_time(&host, &["--output", "json", "apply"], Some(GLRT_TOKEN));
+    reapplied.assert_applied("apply after remove");
+    applied.assert_same(
+        &host.snapshot(ROUND_TRIP),
+        "apply after remove (round trip)",
+    );
+    host.tool(&["verify"], None)
+        .assert_success("verify after the round trip");
+}

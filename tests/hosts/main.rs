@@ -143,3 +143,10 @@ fn packaged_bookworm() {
 fn packaged_trixie() {
     releases::packaged_on("trixie");
 }
+
+/// 16. remove after a converged apply, remove again (0 changes), apply
+///     again: the same files as the first apply.
+#[test]
+fn remove_round_trip() {
+    lifecycle::remove_round_trip();
+}

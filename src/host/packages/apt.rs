@@ -57,6 +57,18 @@ impl PackageManager for Apt {
     fn install(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()> {
         apt_install(host, step, packages)
     }
+
+    fn purge(&self, host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        host.progress(&format!("apt-get purge {}", packages.join(" ")));
+        host.run(
+            Cmd::new("apt-get")
+                .arg(format!("-o=DPkg::Lock::Timeout={LOCK_TIMEOUT_SECS}"))
+                .args(["-q", "-y", "purge"])
+                .args(packages.iter().copied())
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        Ok(())
+    }
 }
 /// Is `package` installed (dpkg status `install ok installed`)?
 fn package_installed(host: &Host, package: &str) -> Result<bool> {

@@ -49,6 +49,10 @@ pub trait PackageManager {
     /// existing configuration files, after finishing an interrupted earlier
     /// run and waiting (visibly) for a lock held by another process.
     fn install(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()>;
+
+    /// Removes `packages` and their configuration files in one transaction
+    /// (`remove --purge`).
+    fn purge(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()>;
 }
 
 /// The package manager of an OS family, if the tool knows it.

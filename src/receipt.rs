@@ -1,0 +1,132 @@
+//! The receipt: what runner-provision created on this host, so that
+//! `remove` takes back exactly that and nothing it did not make (as
+//! nix-installer's receipt does).
+//!
+//! Kept in /var/lib/runner-provision/receipt.json (root only, written
+//! atomically). `apply` merges into it what each run created: files that did
+//! not exist before (with the SHA-256 of what the tool last wrote, so a file
+//! changed by someone else since is kept), packages installed, accounts
+//! created, group memberships added, runners registered, module lines
+//! appended. Any step records through [`Host::note`] and by writing files
+//! through `host.files`; nothing else is needed. A converged apply records
+//! nothing and leaves the receipt byte-identical.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::host::Host;
+
+pub const PATH: &str = "/var/lib/runner-provision/receipt.json";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Receipt {
+    /// Files the tool created, with the SHA-256 of what it last wrote.
+    pub files: BTreeMap<String, String>,
+    pub packages: BTreeSet<String>,
+    pub accounts: BTreeSet<String>,
+    pub memberships: BTreeSet<Membership>,
+    pub runners: BTreeSet<RunnerRef>,
+    pub module_lines: BTreeSet<ModuleLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub user: String,
+    pub group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerRef {
+    pub url: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleLine {
+    pub file: String,
+    pub module: String,
+}
+
+impl Receipt {
+    pub fn is_empty(&self) -> bool {
+        self == &Receipt::default()
+    }
+
+    /// Adds `other`'s entries to this one.
+    pub fn merge(&mut self, other: &Receipt) {
+        self.files
+            .extend(other.files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.packages.extend(other.packages.iter().cloned());
+        self.accounts.extend(other.accounts.iter().cloned());
+        self.memberships.extend(other.memberships.iter().cloned());
+        self.runners.extend(other.runners.iter().cloned());
+        self.module_lines.extend(other.module_lines.iter().cloned());
+    }
+}
+
+/// The receipt on the host; an empty one when there is none.
+pub fn load(host: &Host) -> Result<Receipt> {
+    match host.files.read(PATH)? {
+        None => Ok(Receipt::default()),
+        Some(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{PATH} is not a receipt runner-provision can read: move it away to start a new one"
+            )
+        }),
+    }
+}
+
+/// Writes `receipt` (removes the file when it is empty); nothing when the
+/// file already says the same.
+pub fn store(host: &Host, receipt: &Receipt) -> Result<()> {
+    if receipt.is_empty() {
+        return host.files.remove(PATH);
+    }
+    let mut text = serde_json::to_string_pretty(receipt).context("rendering the receipt")?;
+    text.push('\n');
+    if host.files.read(PATH)?.as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    host.files.create_dir("/var/lib/runner-provision", 0o700)?;
+    host.files.write_atomic(PATH, text.as_bytes(), 0o600)
+}
+
+/// After an apply: the receipt with what this run created added, the files
+/// it rewrote given their new checksum, the files it removed taken out.
+pub fn record_run(host: &Host) -> Result<()> {
+    let written = host.files.written();
+    let noted = host.noted();
+    if written.created.is_empty()
+        && written.removed.is_empty()
+        && noted.is_empty()
+        && written.sha256.keys().all(|p| p == PATH)
+    {
+        return Ok(());
+    }
+    let mut receipt = load(host)?;
+    let before = receipt.clone();
+    receipt.merge(&noted);
+    for path in written.created.iter().filter(|p| *p != PATH) {
+        if let Some(sha) = written.sha256.get(path) {
+            receipt.files.insert(path.clone(), sha.clone());
+        }
+    }
+    for (path, sha) in &written.sha256 {
+        if let Some(kept) = receipt.files.get_mut(path) {
+            kept.clone_from(sha);
+        }
+    }
+    for path in &written.removed {
+        receipt.files.remove(path);
+    }
+    if receipt != before {
+        store(host, &receipt)?;
+    }
+    Ok(())
+}

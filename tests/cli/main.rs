@@ -737,3 +737,56 @@ fn an_edit_made_while_the_question_is_open_is_kept() {
         "the edit is kept and overlay added after it"
     );
 }
+
+/// packer/gitlab-runner.pkr.hcl is valid for Packer (Debian's packer 1.6.6
+/// has the amazon-chroot builder). Without packer: skipped with a message,
+/// a failure when RUNNER_PROVISION_REQUIRE_PACKER=1 (CI installs it).
+#[test]
+fn the_packer_example_validates() {
+    let Ok(packer) = which::which("packer") else {
+        if std::env::var("RUNNER_PROVISION_REQUIRE_PACKER").as_deref() == Ok("1") {
+            panic!(
+                "RUNNER_PROVISION_REQUIRE_PACKER=1 but packer is not installed (apt-get install packer)"
+            );
+        }
+        eprintln!("skipped: packer not found (apt-get install packer)");
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packer");
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(packer)
+        .args(["validate", "gitlab-runner.pkr.hcl"])
+        .current_dir(&dir)
+        .env("HOME", home.path())
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("running packer");
+    assert!(
+        out.status.success(),
+        "packer validate failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let broken = home.path().join("broken.pkr.hcl");
+    let text = std::fs::read_to_string(dir.join("gitlab-runner.pkr.hcl")).expect("template");
+    std::fs::write(
+        &broken,
+        text.replace(
+            "ena_support = true",
+            "ena_support = true\n  no_such_key = 1",
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(which::which("packer").expect("packer"))
+        .arg("validate")
+        .arg(&broken)
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("running packer");
+    assert!(
+        !out.status.success(),
+        "packer validate accepts anything: the check proves nothing"
+    );
+}

@@ -2,15 +2,15 @@
 //! instances booted from them do.
 //!
 //! An image tree is a copy of the cached base image, provisioned from
-//! outside with `runner-provision --root TREE apply`, the way an image
-//! builder (Packer's chroot builder, a script around debootstrap) runs it:
-//! in a private mount and PID namespace (`unshare`), with the local mirrors
-//! bound read-only at /srv/debian and /srv/runner-repo, /proc, /dev and a
-//! tmpfs /run mounted, as the chroot builder mounts them. Everything mounted
-//! or started there ends with the namespace. The build machine of a real
-//! image runs systemd (as Packer's do), which packages' scripts and GitLab
-//! Runner's service installer detect by /run/systemd/system; this test
-//! machine's PID 1 is not systemd, so the private /run gets that folder.
+//! outside with `runner-provision --root TREE apply` through
+//! packer/root-apply.sh, the script the Packer example runs: a private mount
+//! and PID namespace (`unshare`) with /proc, /dev, /sys and a tmpfs /run,
+//! here also the local mirrors bound read-only at /srv/debian and
+//! /srv/runner-repo. Everything mounted or started there ends with the
+//! namespace. The build machine of a real image runs systemd (as Packer's
+//! do), which packages' scripts and GitLab Runner's service installer detect
+//! by /run/systemd/system; this test machine's PID 1 is not systemd, so
+//! IMAGE_SYSTEMD=1 makes the script create that folder.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -77,28 +77,26 @@ impl ImageTree {
     /// outside the tree, as an image builder runs it.
     pub fn tool(&self, tier: &Tier, args: &[&str]) -> Run {
         let (debian, runner_repo) = tier.mirrors();
-        let script = r#"set -e
-t=$1; debian=$2; repo=$3; tool=$4; shift 4
-mkdir -p "$t/srv/debian" "$t/srv/runner-repo"
-mount --bind "$debian" "$t/srv/debian"; mount -o remount,bind,ro "$t/srv/debian"
-mount --bind "$repo" "$t/srv/runner-repo"; mount -o remount,bind,ro "$t/srv/runner-repo"
-mount -t proc proc "$t/proc"
-mount --rbind /dev "$t/dev"
-mount -t tmpfs tmpfs "$t/run"
-mkdir -p "$t/run/systemd/system"
-exec "$tool" --root "$t" "$@""#;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packer/root-apply.sh");
         let profile = self.path(harness::PROFILE);
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "--pid", "--fork"])
-            .args(["sh", "-c", script, "sh"])
+        let mut cmd = Command::new("sh");
+        cmd.arg(script)
             .arg(&self.root)
-            .arg(&debian)
-            .arg(&runner_repo)
-            .arg(tier.tool_binary())
             .arg("--profile")
             .arg(&profile)
             .args(["--output", "json"])
             .args(args)
+            .env("RUNNER_PROVISION", tier.tool_binary())
+            .env(
+                "BIND_RO",
+                format!(
+                    "{}:/srv/debian {}:/srv/runner-repo",
+                    debian.display(),
+                    runner_repo.display()
+                ),
+            )
+            // This machine's PID 1 is not systemd; the image's instances' is.
+            .env("IMAGE_SYSTEMD", "1")
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -90,7 +90,7 @@ fn fetch_function() -> String {
       --retry-connrefused --retry-on-http-error=429,500,502,503,504 -O "$2" "$1"
   elif command -v python3 >/dev/null 2>&1; then
     timeout {FETCH_TOTAL_SECS} python3 - "$1" "$2" <<'PY'
-import sys, time, urllib.request
+import sys, time, urllib.error, urllib.request
 url, out = sys.argv[1], sys.argv[2]
 delay = 1
 for attempt in range(1, {FETCH_ATTEMPTS} + 1):
@@ -104,6 +104,13 @@ for attempt in range(1, {FETCH_ATTEMPTS} + 1):
                 if not chunk:
                     sys.exit(0)
                 f.write(chunk)
+    except urllib.error.HTTPError as e:
+        print("attempt %d of {FETCH_ATTEMPTS}: %s" % (attempt, e), file=sys.stderr)
+        if e.code < 500 and e.code not in (408, 429):
+            sys.exit(1)
+        if attempt < {FETCH_ATTEMPTS}:
+            time.sleep(delay)
+            delay *= 2
     except Exception as e:
         print("attempt %d of {FETCH_ATTEMPTS}: %s" % (attempt, e), file=sys.stderr)
         if attempt < {FETCH_ATTEMPTS}:

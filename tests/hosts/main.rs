@@ -12,6 +12,7 @@
 #[path = "../support/test_profile.rs"]
 mod test_profile;
 mod checks;
+mod cloud_init;
 mod harness;
 mod job_checks;
 mod lifecycle;
@@ -149,4 +150,12 @@ fn packaged_trixie() {
 #[test]
 fn remove_round_trip() {
     lifecycle::remove_round_trip();
+}
+
+/// 17. cloud-init's per-boot script by hand: downloads from the container's
+///     loopback through refusals and 503s, a failed first boot keeps the
+///     token, the second boot registers and forgets it.
+#[test]
+fn cloud_init_per_boot() {
+    cloud_init::per_boot_script();
 }

@@ -504,6 +504,9 @@ pub fn service_runs_as_gitlab_runner() {
         "the drop-in runs the service as gitlab-runner"
     );
 
+    // The journal's cursor before apply: only what apply did is judged below.
+    let cursor =
+        host.sh_ok("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'");
     let applied = host.apply(&[], Some(LEGACY_TOKEN));
     applied.assert_applied("apply with the service running as gitlab-runner");
     assert_provisioned(&host, false);
@@ -524,6 +527,17 @@ pub fn service_runs_as_gitlab_runner() {
         pid_before,
         "gitlab-runner was not restarted after joining group docker\n{}",
         applied.transcript()
+    );
+    // Stopped gracefully (SIGQUIT: running jobs finish), not by the unit's
+    // SIGTERM, which aborts them.
+    let journal = host.sh_ok(&format!(
+        "journalctl -u gitlab-runner --no-pager -o cat --after-cursor '{}'",
+        cursor.trim()
+    ));
+    assert!(
+        journal.contains("Starting graceful shutdown")
+            && !journal.contains("Starting forceful shutdown"),
+        "gitlab-runner was not stopped gracefully\n{journal}"
     );
     // The service's own credentials, as a job it starts inherits them.
     let docker_gid = host.sh_ok("getent group docker | cut -d: -f3");

@@ -633,7 +633,13 @@ impl FakeRunner {
                     .filter_map(|l| l.trim().strip_prefix("name = \""))
                     .map(|n| n.trim_end_matches('"'))
                 {
-                    if deleted.lines().any(|d| d == name) {
+                    if self
+                        .root
+                        .join("var/lib/gitlab-runner-stand-in/server/unreachable")
+                        .exists()
+                    {
+                        err.push_str("ERROR: Verifying runner... client error   runner=t-derive status=\"couldn't execute POST against https://gitlab.example.com/api/v4/runners/verify: dial tcp: lookup gitlab.example.com: no such host\"\n");
+                    } else if deleted.lines().any(|d| d == name) {
                         failed = true;
                         err.push_str("ERROR: Verifying runner... is removed   runner=t-derive status=\"403 Forbidden\"\n");
                     } else {

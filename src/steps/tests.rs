@@ -1463,3 +1463,23 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
     let (again, _) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
     assert_eq!(again.changed, 0);
 }
+
+#[test]
+fn runner_alive_without_network_is_skipped_not_failed() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.write("/var/lib/gitlab-runner-stand-in/server/unreachable", "");
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let text = out.captured();
+    assert_eq!((counts.skipped, counts.failed), (1, 0), "{text}");
+    assert!(
+        text.contains("GitLab unreachable (runner-1: couldn't execute POST"),
+        "{text}"
+    );
+    assert!(text.contains("\"runner-1\":\"unreachable\""), "{text}");
+    assert!(
+        !text.contains("t-derive"),
+        "no shortened token in output: {text}"
+    );
+}

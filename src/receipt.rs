@@ -130,3 +130,93 @@ pub fn record_run(host: &Host) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Format;
+    use crate::steps::{Mode, Selection, run};
+    use crate::testing::FakeHost;
+
+    fn apply(fake: &FakeHost) {
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let counts = run(
+            &host,
+            &fake.settings(Some("GR1348941legacyTokenValue42")),
+            &Selection::default(),
+            Mode::Apply,
+            &reporter,
+        );
+        assert_eq!(counts.failed, 0, "{}", reporter.captured());
+        record_run(&host).expect("receipt");
+    }
+
+    #[test]
+    fn an_apply_records_what_it_created_and_a_converged_one_nothing() {
+        let fake = FakeHost::debian12();
+        apply(&fake);
+        let text = fake.read(PATH);
+        let receipt: Receipt = serde_json::from_str(&text).expect("receipt");
+        let daemon = fake.read("/etc/docker/daemon.json");
+        assert_eq!(
+            receipt.files.get("/etc/docker/daemon.json"),
+            Some(&crate::host::files::sha256(daemon.as_bytes()))
+        );
+        assert!(receipt.packages.contains("docker.io"));
+        assert!(receipt.memberships.contains(&Membership {
+            user: "gitlab-runner".into(),
+            group: "docker".into()
+        }));
+        assert_eq!(receipt.runners.len(), 1);
+        assert!(!text.contains("legacyTokenValue"), "{text}");
+        // /etc/modules existed: its line is recorded, the file is not.
+        assert!(!receipt.files.contains_key("/etc/modules"));
+        assert_eq!(receipt.module_lines.len(), 1);
+
+        let before = fake.snapshot();
+        apply(&fake);
+        assert_eq!(
+            fake.snapshot(),
+            before,
+            "a converged apply rewrote the receipt"
+        );
+    }
+
+    #[test]
+    fn a_file_created_and_removed_in_one_run_is_not_recorded() {
+        let fake = FakeHost::debian12();
+        let host = fake.offline_host(fake.reporter(Format::Json));
+        host.files.create_dir("/usr/sbin", 0o755).expect("mkdir");
+        host.files
+            .write_atomic("/usr/sbin/policy-rc.d", b"exit 101\n", 0o755)
+            .expect("write");
+        host.files.remove("/usr/sbin/policy-rc.d").expect("remove");
+        host.files
+            .write_atomic("/etc/kept.conf", b"one\n", 0o644)
+            .expect("write");
+        host.files
+            .write_atomic("/etc/kept.conf", b"two\n", 0o644)
+            .expect("rewrite");
+        let written = host.files.written();
+        assert!(!written.created.contains("/usr/sbin/policy-rc.d"));
+        assert!(!written.removed.contains("/usr/sbin/policy-rc.d"));
+        assert!(written.created.contains("/etc/kept.conf"));
+        assert_eq!(
+            written.sha256.get("/etc/kept.conf"),
+            Some(&crate::host::files::sha256(b"two\n"))
+        );
+        record_run(&host).expect("record");
+        let receipt = load(&host).expect("load");
+        assert_eq!(receipt.files.len(), 1, "{receipt:?}");
+    }
+
+    #[test]
+    fn an_unreadable_receipt_is_an_error_that_says_what_to_do() {
+        let fake = FakeHost::debian12();
+        fake.write(PATH, "{\"files\": 3}");
+        let host = fake.host(fake.reporter(Format::Json));
+        let err = format!("{:#}", load(&host).expect_err("malformed"));
+        assert!(err.contains("move it away"), "{err}");
+    }
+}

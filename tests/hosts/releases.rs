@@ -94,6 +94,21 @@ pub fn packaged_on(release: &'static str) {
         "{release}: the package holds the portable binary:\n{version}"
     );
 
+    // No symbol needs a glibc above the baseline it states.
+    let symbols = harness::Run::capture(
+        std::process::Command::new("objdump")
+            .arg("-T")
+            .arg(host.path(PACKAGED_TOOL)),
+    );
+    symbols.assert_success("objdump -T on the packaged binary (package binutils)");
+    let newest = newest_glibc(&symbols.stdout).expect("GLIBC_ symbol versions");
+    assert!(
+        newest <= (2, 17),
+        "{release}: the packaged binary needs GLIBC_{}.{}",
+        newest.0,
+        newest.1
+    );
+
     // The fresh-host scenario, with the packaged binary.
     let first = host.apply(&[], Some(LEGACY_TOKEN));
     first.assert_applied(&format!("apply on a fresh {release} host"));
@@ -148,4 +163,16 @@ pub fn packaged_on(release: &'static str) {
         "scenario packaged_{release}: passed in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The highest `GLIBC_2.N` version `objdump -T` names.
+fn newest_glibc(objdump: &str) -> Option<(u32, u32)> {
+    objdump
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .max()
 }

@@ -324,6 +324,18 @@ pub struct Container {
 }
 
 impl Tier {
+    /// The cached Debian mirror (Docker Engine and its dependencies), as
+    /// seen from this machine; /srv/debian inside a container.
+    pub fn mirror(&self) -> PathBuf {
+        self.fixture.image.join("debian")
+    }
+
+    /// The stand-in gitlab-runner's flat repository, as seen from this
+    /// machine; /srv/runner-repo inside a container.
+    pub fn runner_repo(&self) -> &Path {
+        &self.fixture.runner_repo
+    }
+
     /// Boots a fresh copy of the image as host `name`, with the tool at TOOL,
     /// the test profile at PROFILE and fresh package lists (as on any host).
     pub fn boot(&self, name: &str) -> Container {

@@ -11,6 +11,7 @@
 #[macro_use]
 #[path = "../support/test_profile.rs"]
 mod test_profile;
+mod adopt;
 mod checks;
 mod cloud_init;
 mod harness;
@@ -158,4 +159,17 @@ fn remove_round_trip() {
 #[test]
 fn cloud_init_per_boot() {
     cloud_init::per_boot_script();
+}
+
+/// Adoption: GitLab's manual recipe (its repository layout and keyring,
+/// "My Runner" registered by hand, Docker, the group), then apply.
+#[test]
+fn gitlab_manual_setup_adopted() {
+    adopt::gitlab_manual_setup_adopted();
+}
+
+/// Adoption: Docker's repository layout and a stand-in docker-ce, then apply.
+#[test]
+fn docker_repository_adopted() {
+    adopt::docker_repository_adopted();
 }

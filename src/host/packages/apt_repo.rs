@@ -371,8 +371,8 @@ impl AptRepo {
         let mut result = apt_refresh(host, step, Some(&serving));
         if let Err(e) = &result {
             let message = format!("{e:#}");
-            let key_problem = message.contains("EXPKEYSIG") || message.contains("NO_PUBKEY");
-            if key_problem && !self.repository.key_url.is_empty() && !keyrings.is_empty() {
+            if key_problem(&message) && !self.repository.key_url.is_empty() && !keyrings.is_empty()
+            {
                 host.warn(
                     step,
                     &format!(
@@ -405,10 +405,56 @@ impl AptRepo {
     }
 }
 
+/// apt-get update's words for a signature made by a key the keyring lacks
+/// or holds expired: gpgv's status codes (Debian 12 and older, Ubuntu) and
+/// sqv's messages (Debian 13's apt).
+fn key_problem(message: &str) -> bool {
+    [
+        "EXPKEYSIG",
+        "NO_PUBKEY",
+        "KEYEXPIRED",
+        "Missing key",
+        "OpenPGP signature verification failed",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
+}
+
 /// The source file a decision keeps or edits.
 fn decision_path(decision: &Decision) -> &str {
     match decision {
         Decision::Use { path, .. } | Decision::Edit { path, .. } => path,
         Decision::Write => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_problem;
+
+    #[test]
+    fn key_problems_in_apt_get_updates_words() {
+        let cases = [
+            (
+                "W: GPG error: https://packages.gitlab.com/runner/gitlab-runner/debian bookworm InRelease: The following signatures were invalid: EXPKEYSIG 3F01618A51312F3F GitLab B.V. (package repository signing key) <packages@gitlab.com>",
+                true,
+            ),
+            (
+                "W: GPG error: file:/srv/docker bookworm InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 7EA0A9C3F273FCD8",
+                true,
+            ),
+            (
+                "W: OpenPGP signature verification failed: file:/srv/docker trixie InRelease: Sub-process /usr/bin/sqv returned an error code (1), error message is: Missing key 9DC858229FC7DD38854AE2D88D81803C0EBFCD88, which is needed to verify signature.",
+                true,
+            ),
+            (
+                "E: Failed to fetch https://packages.gitlab.com/runner/gitlab-runner/debian/dists/bookworm/InRelease  Could not resolve 'packages.gitlab.com'",
+                false,
+            ),
+            ("E: Conflicting values set for option Signed-By", false),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(key_problem(message), expected, "{message}");
+        }
     }
 }

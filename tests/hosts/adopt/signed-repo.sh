@@ -44,6 +44,11 @@ for deb in "$@"; do
   } >>"$repo/$index/Packages"
 done
 gzip -9nc "$repo/$index/Packages" >"$repo/$index/Packages.gz"
+# An empty source index, so that deb-src lines (GitLab's script writes one)
+# find what they ask for.
+mkdir -p "$repo/dists/$suite/$component/source"
+: >"$repo/dists/$suite/$component/source/Sources"
+gzip -9nc "$repo/dists/$suite/$component/source/Sources" >"$repo/dists/$suite/$component/source/Sources.gz"
 
 dists=$repo/dists/$suite
 {
@@ -55,8 +60,8 @@ dists=$repo/dists/$suite
   echo "Components: $component"
   echo "Date: $(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S UTC')"
   echo "SHA256:"
-  for f in Packages Packages.gz; do
-    path=$component/binary-amd64/$f
+  for path in $component/binary-amd64/Packages $component/binary-amd64/Packages.gz \
+      $component/source/Sources $component/source/Sources.gz; do
     echo " $(sha256sum "$dists/$path" | cut -d' ' -f1) $(wc -c <"$dists/$path" | tr -d ' ') $path"
   done
 } >"$dists/Release"

@@ -35,7 +35,8 @@ pub struct FakeRunner {
     root: PathBuf,
     pub recorded: Arc<Mutex<Recorded>>,
     /// Commands whose program is listed here fail with this stderr (only
-    /// the next one when it starts with `once:`).
+    /// the next one when it starts with `once:`; `once-ok:` makes the next
+    /// one succeed with that stderr).
     pub failing: Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -810,6 +811,15 @@ impl Runner for FakeRunner {
             .ok()
             .and_then(|f| f.iter().find(|(p, _)| p == cmd.program()).cloned())
         {
+            // `once-ok:` succeeds with this stderr (apt's warnings), once.
+            if let Some(stderr) = stderr.strip_prefix("once-ok:") {
+                if let Ok(mut f) = self.failing.lock() {
+                    f.retain(|(p, _)| p != cmd.program());
+                }
+                let mut out = ok("");
+                out.stderr = stderr.to_string();
+                return Ok(out);
+            }
             // `once:` fails the next such command only.
             if let Some(stderr) = stderr.strip_prefix("once:") {
                 if let Ok(mut f) = self.failing.lock() {

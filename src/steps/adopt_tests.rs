@@ -493,3 +493,25 @@ fn dockers_own_source_by_hand_is_used_for_docker_ce() {
             .exists()
     );
 }
+
+#[test]
+fn a_key_apt_refuses_with_only_a_warning_is_downloaded_again() {
+    // apt keeps its older lists of a repository whose new signature does
+    // not verify, and says so as a warning: exit 0.
+    let by_hand = GitlabByHand::new("bookworm");
+    let fake = &by_hand.fake;
+    fake.failing.lock().expect("lock").push((
+        "apt-get".to_string(),
+        "once-ok:W: An error occurred during the signature verification. The repository is not updated and the previous index files will be used. GPG error: file:/srv/gitlab/debian bookworm InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 3F01618A51312F3F".to_string(),
+    ));
+    let (apply, out) = go(
+        fake,
+        &by_hand.settings,
+        &only(StepId::RunnerInstall),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!((apply.changed, apply.failed), (1, 0), "{text}");
+    assert!(text.contains("retrying once"), "{text}");
+    assert_eq!(by_hand.updates().len(), 2, "{:?}", by_hand.updates());
+}

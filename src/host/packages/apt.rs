@@ -15,7 +15,7 @@ use super::{PackageManager, Source};
 use crate::change::Change;
 use crate::edit::dpkg_status;
 use crate::host::Host;
-use crate::host::command::{Cmd, CommandError};
+use crate::host::command::{Cmd, CommandError, Output};
 
 /// How long apt waits for a dpkg lock held by someone else (unattended-upgrades
 /// on a first boot can hold it for minutes).
@@ -51,7 +51,7 @@ impl PackageManager for Apt {
     }
 
     fn refresh(&self, host: &Host, step: &str) -> Result<()> {
-        apt_refresh(host, step, None)
+        apt_refresh(host, step, None).map(drop)
     }
 
     fn install(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()> {
@@ -85,11 +85,13 @@ fn package_installed(host: &Host, package: &str) -> Result<bool> {
 
 /// `apt-get update`, for one sources file only when `source` is given (a
 /// repository just added needs its index, the others are left alone).
+/// Returns its output: apt reports a repository whose signature no longer
+/// verifies as a warning (exit 0) when it has older lists of it.
 pub(super) fn apt_update(
     host: &Host,
     step: &str,
     source: Option<&str>,
-) -> Result<(), CommandError> {
+) -> Result<Output, CommandError> {
     wait_note(host, step);
     let mut cmd = apt_get().arg("update");
     if let Some(source) = source {
@@ -100,21 +102,22 @@ pub(super) fn apt_update(
         ]);
     }
     host.progress("apt-get update");
-    host.run(cmd).map(drop)
+    host.run(cmd)
 }
 
 /// Makes sure apt's lists are usable before an install: a full update
 /// when they are missing or older than a day, else an update of just
-/// `source` (a repository just added), which is far cheaper.
-pub(super) fn apt_refresh(host: &Host, step: &str, source: Option<&str>) -> Result<()> {
+/// `source` (a repository just added), which is far cheaper. Returns the
+/// output of the update it ran, if any.
+pub(super) fn apt_refresh(host: &Host, step: &str, source: Option<&str>) -> Result<Option<Output>> {
     if apt_lists_fresh(host)? {
         if let Some(source) = source {
-            apt_update(host, step, Some(source))?;
+            return Ok(Some(apt_update(host, step, Some(source))?));
         }
+        Ok(None)
     } else {
-        apt_update(host, step, None)?;
+        Ok(Some(apt_update(host, step, None)?))
     }
-    Ok(())
 }
 
 /// Some `*_Packages` list younger than a day.

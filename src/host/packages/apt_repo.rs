@@ -368,25 +368,41 @@ impl AptRepo {
             Decision::Write => self.sources_path(),
             other => decision_path(other).to_string(),
         };
+        // A failed update, or one that kept the old lists because the
+        // signature no longer verifies (a warning, exit 0): the key's fault?
+        let refused = |result: &Result<Option<crate::host::command::Output>>| match result {
+            Err(e) => key_problem(&format!("{e:#}")),
+            Ok(Some(out)) => key_problem(&out.stderr) || key_problem(&out.stdout),
+            Ok(None) => false,
+        };
         let mut result = apt_refresh(host, step, Some(&serving));
-        if let Err(e) = &result {
-            let message = format!("{e:#}");
-            if key_problem(&message) && !self.repository.key_url.is_empty() && !keyrings.is_empty()
-            {
-                host.warn(
-                    step,
-                    &format!(
-                        "apt does not accept the signing key of {} (expired or replaced): downloading it again from {} into {} and retrying once",
-                        self.fill(host, &self.repository.uri),
-                        self.key_url(host),
-                        keyrings.join(", ")
-                    ),
-                );
-                for keyring in &keyrings {
-                    self.fetch_key(host, keyring)?;
-                    done.push(format!("refreshed the signing key {keyring}"));
-                }
-                result = apt_update(host, step, Some(&serving)).map_err(Into::into);
+        if refused(&result) && !self.repository.key_url.is_empty() && !keyrings.is_empty() {
+            host.warn(
+                step,
+                &format!(
+                    "apt does not accept the signing key of {} (expired or replaced): downloading it again from {} into {} and retrying once",
+                    self.fill(host, &self.repository.uri),
+                    self.key_url(host),
+                    keyrings.join(", ")
+                ),
+            );
+            for keyring in &keyrings {
+                self.fetch_key(host, keyring)?;
+                done.push(format!("refreshed the signing key {keyring}"));
+            }
+            result = apt_update(host, step, Some(&serving))
+                .map(Some)
+                .map_err(Into::into);
+        }
+        if let Ok(Some(out)) = &result {
+            if refused(&result) {
+                // apt goes on with its old lists of the repository: an
+                // install from them would be stale or fail later.
+                result = Err(anyhow::anyhow!(
+                    "apt does not accept the signing key of {}: {}",
+                    self.fill(host, &self.repository.uri),
+                    out.stderr.trim()
+                ));
             }
         }
         if let Err(e) = result {

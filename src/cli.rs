@@ -325,6 +325,11 @@ struct Global {
 }
 
 impl Cli {
+    /// `--output json` was asked for.
+    pub fn json_output(&self) -> bool {
+        self.output == Format::Json
+    }
+
     /// Runs the command; returns the process exit code.
     pub fn run(self, redactor: Redactor) -> Result<u8> {
         let global = Global {

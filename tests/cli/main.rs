@@ -790,3 +790,75 @@ fn the_packer_example_validates() {
         "packer validate accepts anything: the check proves nothing"
     );
 }
+
+#[test]
+fn usage_errors_exit_2_but_never_look_like_pending_changes_and_json_gets_an_error_event() {
+    let tree = FakeRoot::debian12();
+    let root = tree.path().display().to_string();
+    let before = tree.snapshot();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--root".to_string(), root.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        run_binary(&all, None, &[])
+    };
+    for args in [
+        &["apply", "--only", "bogus"][..],
+        &["apply", "--only", ""],
+        &["apply", "--skip", "preflight"],
+        &["verify", "--bogus-flag"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, 2, "{args:?}: {out}");
+    }
+    // With --detailed-exitcode, 2 means changes pending: a usage error is 1.
+    let out = run(&["plan", "--detailed-exitcode", "--only", "bogus"]);
+    assert_eq!(out.code, 1, "{out}");
+    let out = run(&["plan", "--detailed-exitcode", "--url", "gitlab.example.com"]);
+    assert_eq!(out.code, 1, "{out}");
+
+    for (args, kind, code) in [
+        (
+            &["--output", "json", "apply", "--only", "bogus"][..],
+            "usage",
+            2,
+        ),
+        (
+            &["--output=json", "plan", "--skip", "preflight"],
+            "usage",
+            2,
+        ),
+        (
+            &["--output", "json", "plan", "--url", "ftp://x/"],
+            "error",
+            1,
+        ),
+        (
+            &[
+                "--output",
+                "json",
+                "--profile",
+                "/nonexistent/p.toml",
+                "verify",
+            ],
+            "error",
+            1,
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, code, "{args:?}: {out}");
+        let lines: Vec<serde_json::Value> = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+            .collect();
+        let error = lines
+            .iter()
+            .find(|e| e["event"] == "error")
+            .unwrap_or_else(|| panic!("{args:?}: no error event: {out}"));
+        assert_eq!(error["kind"], kind, "{out}");
+        assert_eq!(error["exit_code"], code, "{out}");
+        assert!(!error["message"].as_str().unwrap_or("").is_empty(), "{out}");
+    }
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}

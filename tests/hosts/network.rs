@@ -311,7 +311,7 @@ pub fn proxy() {
     assert!(!environ(&host, "gitlab-runner").contains("HTTPS_PROXY="));
     let journal = host.sh_ok("journalctl -u gitlab-runner --no-pager -o cat");
     assert!(
-        journal.contains("StopSignal=sigquit"),
+        journal.contains("Starting graceful shutdown") && journal.contains("StopSignal=sigquit"),
         "stopped gracefully:\n{journal}"
     );
     assert_second_apply_changes_nothing(&host, Some(LEGACY_TOKEN));

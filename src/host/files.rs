@@ -368,6 +368,54 @@ impl Files {
         Ok(())
     }
 
+    /// Checks, without changing anything, that [`Files::create_dir`] can
+    /// make `path`: every component that exists is a folder (links followed
+    /// inside the root), and none is a link to nowhere.
+    pub fn check_dir_creatable(&self, path: &str) -> Result<()> {
+        let mut prefix = String::new();
+        for name in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            prefix.push('/');
+            prefix.push_str(name);
+            match self.kind(&prefix)? {
+                Some(Kind::Dir) => continue,
+                Some(_) => bail!("{prefix} is not a folder; {path} cannot be made there"),
+                None => {
+                    let (dir, last) = self.parent(&prefix)?;
+                    if fstatat(&dir, last, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+                        bail!(
+                            "{prefix} is a symbolic link to a folder that does not exist (inside the root); create its target or remove the link"
+                        );
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks, without changing anything, that `path` can be written once
+    /// its own folder exists: a symbolic link must lead (inside the root) to
+    /// a place whose folder exists.
+    pub fn check_writable(&self, path: &str) -> Result<()> {
+        let (folder, _) = split(path)?;
+        self.check_dir_creatable(folder)?;
+        let target = self.write_target(path)?;
+        if target != path {
+            let (target_folder, _) = split(&target)?;
+            if self.kind(target_folder)? != Some(Kind::Dir) {
+                bail!(
+                    "{path} is a symbolic link to {target}, whose folder {target_folder} does not exist inside the root; create it or remove the link"
+                );
+            }
+            if let Some(Kind::Other(what)) = self.kind(&target)? {
+                bail!(
+                    "{path} leads to {target}, which is {what}, not a regular file; make it a regular file or remove it"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Where a write of `path` really lands: symbolic links at the end of
     /// the path are followed, inside the root, to the file they name.
     fn write_target(&self, path: &str) -> Result<String> {

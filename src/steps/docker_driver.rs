@@ -87,6 +87,9 @@ fn hidden(old: &str) -> String {
 impl Step for DockerDriver {
     fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
         let wanted = wanted(host, settings)?;
+        if wanted.daemon.0 != wanted.daemon.1 {
+            host.files.check_writable(DAEMON_JSON)?;
+        }
         let docker = &settings.profile.docker;
         if docker.replace_storage_driver {
             return Ok(());

@@ -6,6 +6,7 @@
 //! them and simulates apt, useradd, usermod and systemctl on the tree, and
 //! hands `gitlab-runner` to the stand-in executable from tests/stand-in.
 
+mod corpus;
 mod fake_root;
 #[path = "../support/stand_in.rs"]
 mod stand_in;

@@ -294,10 +294,10 @@ pub const MASKED: &str = "[masked]";
 /// of files that may hold credentials (a diff's leading ` `, `+` or `-` is
 /// kept).
 pub fn mask_line(line: &str) -> String {
+    // A diff's `--- a/path` and `+++ b/path` headers need no case of their
+    // own: the space after the mark puts whitespace in any key they hold.
     let (mark, body) = match line.chars().next() {
-        Some(c @ (' ' | '+' | '-')) if !line.starts_with("---") && !line.starts_with("+++") => {
-            (&line[..c.len_utf8()], &line[c.len_utf8()..])
-        }
+        Some(c @ (' ' | '+' | '-')) => (&line[..c.len_utf8()], &line[c.len_utf8()..]),
         _ => ("", line),
     };
     let Some(at) = body.find(['=', ':']) else {
@@ -307,8 +307,9 @@ pub fn mask_line(line: &str) -> String {
     if key.is_empty() || key.contains(char::is_whitespace) || !is_secret_key(key) {
         return line.to_string();
     }
-    let value = &body[at + 1..];
-    let trailing_comma = if value.trim_end().ends_with(',') {
+    // The line ends with a comma exactly when its value does (the separator
+    // ends the line when the value is blank).
+    let trailing_comma = if line.trim_end().ends_with(',') {
         ","
     } else {
         ""
@@ -475,6 +476,19 @@ mod tests {
                 );
             }
         }
+        // At the edges (the redactor leaves out forms under 6 characters).
+        let edges: &[(&str, &[&str])] = &[
+            // The shortest token: 17.x prints what follows the prefix.
+            ("glrt-abc", &["abc"]),
+            // A token that is its own 8- and 9-character head has no
+            // shorter form.
+            ("12345678", &[]),
+            // Shorter than any token: no forms.
+            ("glrt-ab", &[]),
+        ];
+        for (token, expected) in edges {
+            assert_eq!(shortened_forms(token), *expected, "{token}");
+        }
     }
 
     #[test]
@@ -516,24 +530,31 @@ mod tests {
     #[test]
     fn token_files_that_are_no_regular_file_or_too_big_are_refused_at_once() {
         use std::os::unix::fs::PermissionsExt as _;
+        use std::path::PathBuf;
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
         let big = dir.path().join("big");
         std::fs::write(&big, "a".repeat(MAX_TOKEN_BYTES as usize + 1)).expect("write");
-        let started = std::time::Instant::now();
         for (path, reason) in [
-            (Path::new("/dev/zero"), "not a regular file"),
-            (fifo.as_path(), "not a regular file"),
-            (dir.path(), "not a regular file"),
-            (big.as_path(), "more than the 4096 bytes"),
+            (PathBuf::from("/dev/zero"), "not a regular file"),
+            (fifo, "not a regular file"),
+            (dir.path().to_path_buf(), "not a regular file"),
+            (big, "4097 bytes, more than the 4096 bytes"),
         ] {
-            let err = Token::from_file(path).expect_err("refused");
-            let text = err.to_string();
+            // On a thread, so a read that blocks (a FIFO opened without
+            // O_NONBLOCK waits for a writer) fails the test instead of hanging it.
+            let (sent, received) = std::sync::mpsc::channel();
+            let read = path.clone();
+            std::thread::spawn(move || sent.send(Token::from_file(&read).map(|_| ())));
+            let text = received
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("{path:?}: still reading after 5 s"))
+                .expect_err("refused")
+                .to_string();
             assert!(text.contains(reason), "{path:?}: {text}");
             assert!(text.contains(&path.display().to_string()), "{text}");
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
         let file = dir.path().join("token");
         std::fs::write(&file, "glrt-Zx9yW8vU7tS6rQ5p\n").expect("write");
@@ -579,6 +600,19 @@ mod tests {
             ),
             ("@@ -1,3 +1,4 @@", "@@ -1,3 +1,4 @@"),
             (
+                "+++ b/etc/token.toml\t2024-01-01 10:00:00",
+                "+++ b/etc/token.toml\t2024-01-01 10:00:00",
+            ),
+            // Prose (a comment, a description) is no key: left as written.
+            (
+                "+# the runner token: see RUNNER_TOKEN",
+                "+# the runner token: see RUNNER_TOKEN",
+            ),
+            ("   \"token\":", "   \"token\": \"[masked]\""),
+            ("+token=\"x\" ,  ", "+token = \"[masked]\","),
+            // A key ending in a character wider than a byte.
+            ("+token_ü=\"x\"", "+token_ü = \"[masked]\""),
+            (
                 "   environment = [\"A=token\"]",
                 "   environment = [\"A=token\"]",
             ),
@@ -603,6 +637,13 @@ mod tests {
             ]
         );
         assert!(toml_secrets("not [ toml").is_empty());
+        // Arrays: of strings under a secret-named key, of inline tables
+        // holding one.
+        let text = "tokens = [\"glrt-inArray1\", \"glrt-inArray2\"]\nservices = [{ name = \"db\", password = \"pw-in-array\" }]\nvolumes = [\"/cache\"]\n";
+        assert_eq!(
+            toml_secrets(text),
+            vec!["glrt-inArray1", "glrt-inArray2", "pw-in-array"]
+        );
     }
 
     #[test]
@@ -626,6 +667,42 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(redactor.redact(text), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_password_of_six_characters_is_redacted_a_shorter_word_is_not() {
+        let redactor = Redactor::default();
+        redactor.add_credentials("build:hunter");
+        redactor.add("short");
+        assert_eq!(
+            redactor.redact("407 for hunter, a short reply"),
+            "407 for [redacted], a short reply"
+        );
+    }
+
+    #[test]
+    fn small_files_are_read_whole_up_to_the_cap_and_not_a_byte_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exact = dir.path().join("exact");
+        std::fs::write(&exact, "x".repeat(64)).expect("write");
+        let file = read_small_file(&exact, 64, "a token").expect("at the cap");
+        assert_eq!(file.contents, "x".repeat(64));
+
+        let over = dir.path().join("over");
+        std::fs::write(&over, "x".repeat(65)).expect("write");
+        let err = read_small_file(&over, 64, "a token").err();
+        assert_eq!(
+            err.as_deref(),
+            Some("65 bytes, more than the 64 bytes a token can be")
+        );
+
+        // A file whose size the stat does not tell (procfs says 0; so does a
+        // file that grows while it is read) is cut at the cap all the same.
+        let err = read_small_file(Path::new("/proc/self/status"), 64, "a token").err();
+        assert_eq!(
+            err.as_deref(),
+            Some("more than the 64 bytes a token can be")
+        );
     }
 
     #[test]

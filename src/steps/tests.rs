@@ -706,8 +706,25 @@ fn serve_info(fake: &FakeHost, driver: &'static str) -> std::thread::JoinHandle<
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    // A plan that never asks (a step left out by mistake) must fail the
+    // test, not hang it: the stand-in stops waiting after a while.
+    listener.set_nonblocking(true).expect("nonblocking");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
     std::thread::spawn(move || {
-        if let Ok((mut conn, _)) = listener.accept() {
+        let accepted = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break Some(conn),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() > give_up {
+                        break None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => break None,
+            }
+        };
+        if let Some(mut conn) = accepted {
+            conn.set_nonblocking(false).expect("blocking");
             let mut request = [0u8; 512];
             let _ = conn.read(&mut request);
             let body = format!("{{\"Driver\":\"{driver}\",\"ServerVersion\":\"20.10\"}}");

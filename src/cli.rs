@@ -93,6 +93,9 @@ enum Command {
     CloudInit(CloudInitArgs),
     /// Take back what apply created (from its receipt): runners, files, groups, module lines; packages only with --purge
     Remove(RemoveArgs),
+    /// Free disk: remove old stopped containers, unused images, build cache and
+    /// anonymous volumes when Docker's filesystem is fuller than [prune] above_percent
+    Prune(PruneArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -260,6 +263,76 @@ impl RemoveArgs {
 }
 
 #[derive(Debug, Args)]
+struct PruneArgs {
+    /// Show what would be removed; remove nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: exit 0 when nothing would be removed, 2 when something would, 1 on error
+    #[arg(long, requires = "dry_run")]
+    detailed_exitcode: bool,
+    /// Prune whatever the use of Docker's filesystem (the age limit still holds)
+    #[arg(long)]
+    force: bool,
+    /// Prune only when the filesystem holding Docker's data root is more than this full, in percent
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        env = "RUNNER_PROVISION_PRUNE_ABOVE_PERCENT"
+    )]
+    above_percent: Option<u64>,
+    /// Remove only what is older than this: 72h, 3d, 90m, 1h30m
+    #[arg(long, value_name = "AGE", env = "RUNNER_PROVISION_PRUNE_OLDER_THAN")]
+    older_than: Option<String>,
+    /// Seconds to wait for an apply (or another prune) on this host to finish
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    lock_timeout: u64,
+}
+
+impl PruneArgs {
+    fn run(self, global: &Global) -> Result<u8> {
+        let (mut profile, _) = Profile::load(global.profile.as_deref())?;
+        if let Some(percent) = self.above_percent {
+            profile.prune.above_percent = percent;
+        }
+        if let Some(age) = &self.older_than {
+            profile.prune.older_than.clone_from(age);
+        }
+        profile.validate()?;
+        let options = crate::prune::Options {
+            dry_run: self.dry_run,
+            force: self.force,
+            above_percent: profile.prune.above_percent,
+            older_than_secs: profile.prune.older_than_secs()?,
+            older_than: profile.prune.older_than,
+        };
+        let reporter = global.reporter();
+        let host = global.host(reporter.clone())?;
+        if !self.dry_run && !host.is_root() {
+            return Err(crate::Error::NotRoot.into());
+        }
+        // Never beside an apply (which may restart Docker), nor another prune.
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(host.lock_apply(std::time::Duration::from_secs(self.lock_timeout))?)
+        };
+        let counts = crate::prune::run(&host, &reporter, &options)?;
+        Ok(
+            match (
+                counts.failed > 0,
+                counts.pending > 0,
+                self.detailed_exitcode,
+            ) {
+                (true, _, _) => 1,
+                (false, true, true) => 2,
+                _ => 0,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Args)]
 struct PlanArgs {
     #[command(flatten)]
     settings: SettingsArgs,
@@ -350,6 +423,7 @@ impl Cli {
             Command::Profiles(cmd) => cmd.run(),
             Command::CloudInit(args) => args.run(&global),
             Command::Remove(args) => args.run(&global),
+            Command::Prune(args) => args.run(&global),
             Command::Completions(args) => {
                 clap_complete::generate(
                     args.shell,

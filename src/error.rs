@@ -64,6 +64,10 @@ pub enum Error {
         "{what}: {message}; give it as http://host:port or http://user:password@host:port (percent-encode special characters in the password)"
     )]
     BadProxy { what: &'static str, message: String },
+    #[error(
+        "[prune] older_than `{value}` is not an age: {reason}; give whole numbers with units, such as 72h, 3d, 90m or 1h30m"
+    )]
+    BadAge { value: String, reason: String },
     #[error("the profile's {what} `{value}` is not one of {allowed}")]
     BadSetting {
         what: &'static str,

@@ -10,6 +10,7 @@ mod edit;
 mod error;
 mod host;
 mod profile;
+mod prune;
 mod receipt;
 mod remove;
 mod report;

@@ -18,6 +18,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "shell-docker-ce",
         include_str!("../profiles/shell-docker-ce.toml"),
     ),
+    (
+        "shell-docker-fleet",
+        include_str!("../profiles/shell-docker-fleet.toml"),
+    ),
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -29,6 +33,8 @@ pub struct Profile {
     pub kernel: Kernel,
     #[serde(skip_serializing_if = "Network::is_empty")]
     pub network: Network,
+    #[serde(skip_serializing_if = "Prune::is_default")]
+    pub prune: Prune,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -225,6 +231,99 @@ impl Network {
     }
 }
 
+/// Disk hygiene: what `runner-provision prune` removes, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prune {
+    /// Prune only when the filesystem holding Docker's data root is more
+    /// than this full (percent of its space; 0: whenever anything is used).
+    pub above_percent: u64,
+    /// Only what is older than this: `72h`, `3d`, `90m`, `1h30m`.
+    pub older_than: String,
+}
+
+pub const DEFAULT_PRUNE_ABOVE_PERCENT: u64 = 80;
+pub const DEFAULT_PRUNE_OLDER_THAN: &str = "72h";
+
+impl Default for Prune {
+    fn default() -> Self {
+        Self {
+            above_percent: DEFAULT_PRUNE_ABOVE_PERCENT,
+            older_than: DEFAULT_PRUNE_OLDER_THAN.to_string(),
+        }
+    }
+}
+
+impl Prune {
+    pub fn is_default(&self) -> bool {
+        self == &Prune::default()
+    }
+
+    /// `older_than` in seconds (validated first).
+    pub fn older_than_secs(&self) -> Result<u64, Error> {
+        parse_age(&self.older_than).map_err(|reason| {
+            // A huge value is quoted by its head only.
+            let mut value: String = self.older_than.escape_debug().take(40).collect();
+            if value.len() < self.older_than.escape_debug().count() {
+                value.push('…');
+            }
+            Error::BadAge { value, reason }
+        })
+    }
+}
+
+/// The longest age accepted: ten years, in seconds. Past it nothing would
+/// ever be pruned, which is what `schedule = "off"` is for.
+const MAX_AGE_SECS: u64 = 10 * 366 * 86_400;
+
+/// An age such as `72h`, `3d`, `90m`, `45s`, `2w` or `1h30m`: whole numbers,
+/// each followed by its unit, nothing else. Returns seconds, at least 1.
+pub fn parse_age(text: &str) -> Result<u64, String> {
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => {
+                return Err(format!(
+                    "`{}` is not a unit (s, m, h, d or w)",
+                    c.escape_debug()
+                ));
+            }
+        };
+        if number.is_empty() {
+            return Err(format!("the unit `{c}` has no number before it"));
+        }
+        let n: u64 = number
+            .parse()
+            .map_err(|_| "a number is too large".to_string())?;
+        number.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .filter(|t| *t <= MAX_AGE_SECS)
+            .ok_or_else(|| "it is longer than ten years".to_string())?;
+    }
+    if !number.is_empty() {
+        return Err("a number has no unit (s, m, h, d or w)".into());
+    }
+    if total == 0 {
+        return Err("it is zero: everything would count as old".into());
+    }
+    Ok(total)
+}
+
 /// The largest profile file read: a profile is a few hundred bytes, and a
 /// cap keeps `--profile /dev/zero` from reading until memory runs out.
 const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -341,6 +440,14 @@ impl Profile {
             }
         }
         self.validate_network()?;
+        self.prune.older_than_secs()?;
+        if self.prune.above_percent > 99 {
+            return Err(Error::BadSetting {
+                what: "[prune] above_percent",
+                value: self.prune.above_percent.to_string(),
+                allowed: "percentages from 0 to 99 (0: whenever anything is used)",
+            });
+        }
         for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
             {
@@ -597,7 +704,8 @@ mod tests {
     fn unknown_profile_lists_the_known_ones() {
         let err = Profile::load(Some("shell-podman")).expect_err("unknown");
         assert!(
-            err.to_string().contains("shell-docker, shell-docker-ce"),
+            err.to_string()
+                .contains("shell-docker, shell-docker-ce, shell-docker-fleet"),
             "{err}"
         );
     }
@@ -694,6 +802,86 @@ mod tests {
         );
         let err = refused(|p| p.runner.shutdown_timeout = u64::MAX);
         assert!(err.contains("shutdown_timeout"), "{err}");
+    }
+
+    #[test]
+    fn ages() {
+        for (text, secs) in [
+            ("72h", 259_200),
+            ("3d", 259_200),
+            ("90m", 5_400),
+            ("1h30m", 5_400),
+            ("45s", 45),
+            ("2w", 1_209_600),
+            ("1s", 1),
+            ("0h1s", 1),
+            ("3660d", 316_224_000),
+        ] {
+            assert_eq!(parse_age(text), Ok(secs), "{text}");
+        }
+        for (text, why) in [
+            ("", "empty"),
+            ("0h", "zero"),
+            ("72", "no unit"),
+            ("h", "no number"),
+            ("72 h", "not a unit"),
+            ("72H", "not a unit"),
+            ("-1h", "not a unit"),
+            ("1.5h", "not a unit"),
+            ("72h\n", "not a unit"),
+            ("3y", "not a unit"),
+            ("３h", "not a unit"),
+            ("3661d", "ten years"),
+            ("99999999999999999999999s", "too large"),
+            ("18446744073709551615w", "ten years"),
+        ] {
+            let err = parse_age(text).expect_err(text);
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn prune_settings_are_checked_before_any_change() {
+        let profile = Profile::parse(
+            "[prune]\nabove_percent = 90\nolder_than = \"1h30m\"\n",
+            "t.toml",
+        )
+        .expect("parse");
+        profile.validate().expect("valid");
+        assert_eq!(profile.prune.older_than_secs().expect("age"), 5_400);
+        let err = refused(|p| p.prune.older_than = "72 hours".into());
+        assert!(
+            err.contains("`72 hours`") && err.contains("such as 72h, 3d"),
+            "{err}"
+        );
+        let err = refused(|p| p.prune.older_than = "1h\u{7}".into());
+        assert!(err.contains("1h\\u{7}"), "{err}");
+        let err = refused(|p| p.prune.older_than = format!("{}s", "9".repeat(100_000)));
+        assert!(err.contains("too large") && err.len() < 300, "{err}");
+        let err = refused(|p| p.prune.above_percent = 100);
+        assert!(
+            err.contains("above_percent") && err.contains("0 to 99"),
+            "{err}"
+        );
+        let err = refused(|p| p.prune.above_percent = u64::MAX);
+        assert!(err.contains("18446744073709551615"), "{err}");
+        for (text, why) in [
+            ("[prune]\nabove_percent = -1\n", "above_percent"),
+            ("[prune]\nabove_percent = \"80\"\n", "above_percent"),
+            ("[prune]\nolder_than = 72\n", "older_than"),
+            ("[prune]\nolder_then = \"72h\"\n", "older_then"),
+        ] {
+            let err = Profile::parse(text, "/etc/rp/site.toml")
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.contains(why) && err.contains("/etc/rp/site.toml"),
+                "{err}"
+            );
+        }
+        // Defaults are not written out: profiles without [prune] stay as they were.
+        let text = toml::to_string(&Profile::default()).expect("toml");
+        assert!(!text.contains("[prune]"), "{text}");
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Machine {
     /// Every HTTP request: method, URL and the network settings it used.
     pub requests: Vec<(&'static str, String, HttpNetwork)>,
     pub signals: Vec<(u32, Signal)>,
+    /// Filesystem use by path (statvfs); a path not listed is an error.
+    pub disks: BTreeMap<PathBuf, crate::host::system::DiskUsage>,
 }
 
 impl Default for Machine {
@@ -84,6 +86,7 @@ impl Default for Machine {
             urls: BTreeMap::new(),
             requests: Vec::new(),
             signals: Vec::new(),
+            disks: BTreeMap::new(),
         }
     }
 }
@@ -228,6 +231,14 @@ impl System for FakeSystem {
         }
     }
 
+    fn disk_usage(&self, path: &Path) -> Result<crate::host::system::DiskUsage> {
+        self.machine()
+            .disks
+            .get(path)
+            .copied()
+            .ok_or_else(|| anyhow!("statvfs {}: No such file or directory", path.display()))
+    }
+
     fn head(&self, url: &str, network: &HttpNetwork, _timeout: Duration) -> Result<()> {
         self.request("HEAD", url, network).map(drop)
     }
@@ -338,6 +349,23 @@ impl FakeHost {
     /// The tree as `--root DIR` sees it: commands through `chroot`, no live kernel.
     pub fn offline_host(&self, reporter: Arc<Reporter>) -> Host {
         self.make_host(false, reporter)
+    }
+
+    /// A live host whose commands go to `runner` (a stand-in for one tool).
+    pub fn host_with(&self, runner: Box<dyn Runner>, reporter: Arc<Reporter>) -> Host {
+        Host::new(
+            self.root().to_path_buf(),
+            true,
+            runner,
+            Box::new(FakeSystem {
+                machine: self.machine.clone(),
+                epoch: self.epoch,
+            }),
+            reporter,
+            self.redactor.clone(),
+            false,
+        )
+        .expect("host")
     }
 
     fn make_host(&self, live: bool, reporter: Arc<Reporter>) -> Host {

@@ -177,6 +177,12 @@ impl Host {
         self.system.signal(pid, signal)
     }
 
+    /// Size and use of the filesystem holding `path` on the running system
+    /// (not under the root: the daemon that names the path runs here).
+    pub fn disk_usage(&self, path: &str) -> Result<system::DiskUsage> {
+        self.system.disk_usage(std::path::Path::new(path))
+    }
+
     /// The proxy and CA certificates the tool's own HTTP uses from now on.
     pub fn use_network(&self, network: HttpNetwork) {
         *self.network.borrow_mut() = network;

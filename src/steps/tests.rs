@@ -1500,3 +1500,31 @@ fn runner_alive_without_network_is_skipped_not_failed() {
         "no shortened token in output: {text}"
     );
 }
+
+#[test]
+fn every_built_in_profile_plans_and_converges_on_a_fresh_host() {
+    for (name, text) in crate::profile::EMBEDDED {
+        let fake = FakeHost::debian12();
+        let mut settings = fake.settings(Some(LEGACY));
+        let local = settings.profile.runner.repository.clone();
+        settings.profile = crate::profile::Profile::parse(text, name).expect(name);
+        // The fake host has no network: the local repository, and the
+        // group risk accepted as an operator would.
+        settings.profile.runner.repository = local;
+        settings.profile.docker.source = crate::profile::DockerSource::Distro;
+        settings.profile.docker.accept_group_risk = true;
+        settings.profile.docker.verify_timeout = 1;
+        let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+        assert_eq!(plan.failed, 0, "{name}: {}", out.captured());
+        assert!(plan.pending > 0, "{name}: {}", out.captured());
+        let (applied, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        assert_eq!(applied.failed, 0, "{name}: {}", out.captured());
+        let (again, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        assert_eq!(
+            (again.changed, again.failed),
+            (0, 0),
+            "{name}: {}",
+            out.captured()
+        );
+    }
+}

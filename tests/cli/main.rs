@@ -863,3 +863,61 @@ fn usage_errors_exit_2_but_never_look_like_pending_changes_and_json_gets_an_erro
     assert_eq!(tree.snapshot(), before);
     assert!(tree.log().is_empty());
 }
+
+#[test]
+fn prune_refuses_bad_settings_and_a_root_tree_before_any_change() {
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    let root = tree.path().display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        // --dry-run throughout: were a check missing, nothing on this
+        // machine would be removed.
+        (
+            &["prune", "--dry-run", "--older-than", "72 hours"],
+            "such as 72h, 3d",
+        ),
+        (&["prune", "--dry-run", "--older-than", "0s"], "it is zero"),
+        (&["prune", "--dry-run", "--older-than", ""], "it is empty"),
+        (&["prune", "--dry-run", "--above-percent", "100"], "0 to 99"),
+        (
+            &["--root", &root, "prune", "--dry-run"],
+            "not on a --root tree",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = run_binary(&args, None, &[]);
+        assert_eq!(out.code, 1, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?} should say {expected:?}: {out}"
+        );
+    }
+    let out = run_binary(
+        &[
+            "prune".into(),
+            "--dry-run".into(),
+            "--above-percent".into(),
+            "-1".into(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    let out = run_binary(
+        &[
+            "prune".into(),
+            "--dry-run".into(),
+            "--older-than".into(),
+            "1x".into(),
+        ],
+        None,
+        &[("RUNNER_PROVISION_OUTPUT", "json")],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("\"event\":\"error\""), "{out}");
+    let out = run_binary(&["prune".into(), "--detailed-exitcode".into()], None, &[]);
+    assert_eq!(out.code, 2, "--detailed-exitcode needs --dry-run: {out}");
+    assert_eq!(tree.snapshot(), before);
+    assert!(tree.log().is_empty());
+}

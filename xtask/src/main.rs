@@ -265,6 +265,22 @@ mod tests {
     }
 
     #[test]
+    fn every_subcommand_gets_a_man_page() {
+        let dir = std::env::temp_dir().join(format!("xtask-man-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        clap_mangen::generate_to(Cli::command(), &dir).expect("man pages");
+        for sub in Cli::command().get_subcommands() {
+            let page = dir.join(format!("runner-provision-{}.1", sub.get_name()));
+            let text = std::fs::read_to_string(&page)
+                .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+            assert!(text.contains(".TH"), "{}", page.display());
+        }
+        let prune = std::fs::read_to_string(dir.join("runner-provision-prune.1")).expect("prune");
+        assert!(prune.contains("older\\-than") && prune.contains("dry\\-run"), "{prune}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
     fn versions_compare_numerically() {
         assert!(parse_version("2.9") < parse_version("2.17"));
         assert_eq!(parse_version("2"), Some((2, 0)));

@@ -217,6 +217,44 @@ fn malformed_config_toml_is_refused_before_any_change() {
     assert!(!text.contains("glrt-secret.InBrokenFile"), "{text}");
 }
 
+/// The engine teaches the redactor what config.toml holds (a runner
+/// registered by hand, cache credentials) before any step runs, and the
+/// token registration wrote once it has, even when registration is the
+/// last step: whatever prints them afterwards prints `[redacted]`.
+#[test]
+fn secrets_in_config_toml_are_redacted_from_the_start_and_after_registration() {
+    let fake = FakeHost::debian12();
+    fake.write(
+        "/etc/gitlab-runner/config.toml",
+        "concurrent = 1\n[[runners]]\n  name = \"by-hand\"\n  url = \"https://gitlab.example/\"\n  token = \"glrt-byHand.Token0042\"\n  executor = \"shell\"\n  [runners.cache]\n    [runners.cache.s3]\n      SecretKey = \"s3-secret-by-hand\"\n",
+    );
+    let settings = fake.settings(Some(LEGACY));
+    let selection = Selection {
+        only: vec![StepId::RunnerInstall, StepId::RunnerRegister],
+        skip: Vec::new(),
+    };
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.host(reporter.clone());
+    let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
+    assert_eq!(
+        (counts.failed, counts.changed),
+        (0, 2),
+        "{}",
+        reporter.captured()
+    );
+    let config = fake.read("/etc/gitlab-runner/config.toml");
+    assert!(config.contains("token = \"t-derived\""), "{config}");
+    host.warn(
+        "test",
+        "glrt-byHand.Token0042, s3-secret-by-hand, t-derived",
+    );
+    let text = reporter.captured();
+    assert!(
+        text.contains("[redacted], [redacted], [redacted]"),
+        "{text}"
+    );
+}
+
 #[test]
 fn malformed_daemon_json_is_refused_before_any_change() {
     let fake = FakeHost::debian12();

@@ -173,6 +173,26 @@ struct SettingsArgs {
     /// Seconds running jobs may take to finish when the runner stops
     #[arg(long, value_name = "SECS")]
     shutdown_timeout: Option<u64>,
+    /// config.toml's `concurrent`: jobs the runner runs at once
+    #[arg(long, value_name = "N", env = "RUNNER_PROVISION_CONCURRENT")]
+    concurrent: Option<u32>,
+    /// config.toml's `check_interval`: seconds between job requests (0: GitLab Runner's default)
+    #[arg(long, value_name = "SECS", env = "RUNNER_PROVISION_CHECK_INTERVAL")]
+    check_interval: Option<u32>,
+    /// config.toml's `shutdown_timeout`: seconds a forceful stop waits for aborted jobs
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RUNNER_PROVISION_GLOBAL_SHUTDOWN_TIMEOUT"
+    )]
+    global_shutdown_timeout: Option<u32>,
+    /// config.toml's `listen_address`: host:port of the Prometheus metrics server ("" removes it)
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "RUNNER_PROVISION_LISTEN_ADDRESS"
+    )]
+    listen_address: Option<String>,
     /// Read the runner token from this file (else from RUNNER_TOKEN)
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
@@ -481,6 +501,19 @@ impl SettingsArgs {
         }
         if self.skip_build {
             docker.build_check = false;
+        }
+        let globals = &mut profile.global;
+        if let Some(n) = self.concurrent {
+            globals.concurrent = Some(n);
+        }
+        if let Some(secs) = self.check_interval {
+            globals.check_interval = Some(secs);
+        }
+        if let Some(secs) = self.global_shutdown_timeout {
+            globals.shutdown_timeout = Some(secs);
+        }
+        if let Some(address) = &self.listen_address {
+            globals.listen_address = Some(address.clone());
         }
         let network = &mut profile.network;
         if let Some(url) = &self.http_proxy {

@@ -68,6 +68,10 @@ pub enum Error {
         "[prune] older_than `{value}` is not an age: {reason}; give whole numbers with units, such as 72h, 3d, 90m or 1h30m"
     )]
     BadAge { value: String, reason: String },
+    #[error(
+        "the profile's [global] listen_address (--listen-address) `{value}` {reason}: give host:port, such as 127.0.0.1:9252 (GitLab Runner's metrics port; \":9252\" listens on every interface), or \"\" for no metrics server"
+    )]
+    BadListenAddress { value: String, reason: String },
     #[error("the profile's {what} `{value}` is not one of {allowed}")]
     BadSetting {
         what: &'static str,

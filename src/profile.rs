@@ -35,6 +35,8 @@ pub struct Profile {
     pub network: Network,
     #[serde(skip_serializing_if = "Prune::is_default")]
     pub prune: Prune,
+    #[serde(skip_serializing_if = "Global::is_empty")]
+    pub global: Global,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -323,6 +325,41 @@ pub fn parse_age(text: &str) -> Result<u64, String> {
     }
     Ok(total)
 }
+/// config.toml's global settings (GitLab Runner's `common.Config`): each one
+/// left out is not managed, and keeps whatever the file has.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Global {
+    /// Jobs the runner process runs at once, over all its runners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<u32>,
+    /// Seconds between asking GitLab for jobs (0: GitLab Runner's default, 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<u32>,
+    /// config.toml's `shutdown_timeout`: seconds a *forceful* stop (SIGTERM,
+    /// SIGINT) waits for aborted jobs and executor providers before the
+    /// process exits (0: GitLab Runner's default, 30). Not the graceful
+    /// wait, which is `[runner] shutdown_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u32>,
+    /// `host:port` of the Prometheus metrics server; `""` removes the key
+    /// (no metrics server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+}
+
+impl Global {
+    pub fn is_empty(&self) -> bool {
+        self == &Global::default()
+    }
+}
+
+/// The largest `concurrent` accepted.
+pub const MAX_CONCURRENT: u32 = 10_000;
+/// The longest `check_interval` accepted: an hour.
+pub const MAX_CHECK_INTERVAL: u32 = 3600;
+/// The longest config.toml `shutdown_timeout` accepted: a day.
+pub const MAX_GLOBAL_SHUTDOWN_TIMEOUT: u32 = 86_400;
 
 /// The largest profile file read: a profile is a few hundred bytes, and a
 /// cap keeps `--profile /dev/zero` from reading until memory runs out.
@@ -448,6 +485,7 @@ impl Profile {
                 allowed: "percentages from 0 to 99 (0: whenever anything is used)",
             });
         }
+        self.validate_global()?;
         for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
             {
@@ -526,6 +564,60 @@ impl Profile {
             });
         }
         Ok(())
+    }
+}
+
+impl Profile {
+    /// `[global]`: GitLab Runner's ranges (it refuses `concurrent` below 1
+    /// at start) and a metrics address it can listen on.
+    fn validate_global(&self) -> Result<(), Error> {
+        let global = &self.global;
+        if let Some(n) = global.concurrent {
+            if !(1..=MAX_CONCURRENT).contains(&n) {
+                return Err(Error::BadSetting {
+                    what: "[global] concurrent (--concurrent)",
+                    value: n.to_string(),
+                    allowed: "a number of jobs from 1 to 10000 (GitLab Runner refuses to start below 1)",
+                });
+            }
+        }
+        if let Some(secs) = global.check_interval {
+            if secs > MAX_CHECK_INTERVAL {
+                return Err(Error::BadSetting {
+                    what: "[global] check_interval (--check-interval)",
+                    value: secs.to_string(),
+                    allowed: "seconds from 0 to 3600 (0: GitLab Runner's default, 3)",
+                });
+            }
+        }
+        if let Some(secs) = global.shutdown_timeout {
+            if secs > MAX_GLOBAL_SHUTDOWN_TIMEOUT {
+                return Err(Error::BadSetting {
+                    what: "[global] shutdown_timeout (--global-shutdown-timeout)",
+                    value: secs.to_string(),
+                    allowed: "seconds from 0 to 86400 (0: GitLab Runner's default, 30)",
+                });
+            }
+        }
+        if let Some(address) = &global.listen_address {
+            if !address.is_empty() {
+                crate::edit::runner_globals::parse_listen_address(address).map_err(|reason| {
+                    Error::BadListenAddress {
+                        value: shorten(&address.escape_debug().to_string()),
+                        reason,
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value quoted back in an error, cut to a readable length.
+fn shorten(value: &str) -> String {
+    match value.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
     }
 }
 
@@ -894,5 +986,130 @@ mod tests {
         let repo = profile.runner.repository.expect("repository");
         assert_eq!(repo.uri, "file:/srv/repo/");
         assert!(repo.key_url.is_empty());
+    }
+
+    #[test]
+    fn global_settings_parse_and_hostile_values_are_refused() {
+        let profile = Profile::parse(
+            "[global]\nconcurrent = 4\ncheck_interval = 0\nshutdown_timeout = 30\nlisten_address = \"127.0.0.1:9252\"\n",
+            "t.toml",
+        )
+        .expect("parse");
+        assert_eq!(profile.global.concurrent, Some(4));
+        assert_eq!(
+            profile.global.listen_address.as_deref(),
+            Some("127.0.0.1:9252")
+        );
+        profile.validate().expect("valid");
+        assert!(Profile::default().global.is_empty());
+
+        for (text, says) in [
+            ("[global]\nconcurrent = \"4\"\n", "invalid type"),
+            ("[global]\nconcurrent = -1\n", "concurrent"),
+            ("[global]\nconcurrent = 99999999999\n", "concurrent"),
+            ("[global]\ncheck_interval = 1.5\n", "check_interval"),
+            ("[global]\nlisten_address = 9252\n", "listen_address"),
+            ("[global]\nconcurent = 4\n", "concurent"),
+            ("global = 4\n", "global"),
+        ] {
+            let err = Profile::parse(text, "t.toml").expect_err(text).to_string();
+            assert!(
+                err.contains(says) && err.contains("t.toml"),
+                "{text}: {err}"
+            );
+        }
+        let huge = "a".repeat(100_000);
+        for (edit, says) in [
+            (
+                Global {
+                    concurrent: Some(0),
+                    ..Global::default()
+                },
+                "1 to 10000",
+            ),
+            (
+                Global {
+                    concurrent: Some(10_001),
+                    ..Global::default()
+                },
+                "1 to 10000",
+            ),
+            (
+                Global {
+                    check_interval: Some(3601),
+                    ..Global::default()
+                },
+                "0 to 3600",
+            ),
+            (
+                Global {
+                    shutdown_timeout: Some(86_401),
+                    ..Global::default()
+                },
+                "0 to 86400",
+            ),
+            (
+                Global {
+                    listen_address: Some("9252".into()),
+                    ..Global::default()
+                },
+                "no port",
+            ),
+            (
+                Global {
+                    listen_address: Some("127.0.0.1:0".into()),
+                    ..Global::default()
+                },
+                "1 to 65535",
+            ),
+            (
+                Global {
+                    listen_address: Some(" :9252".into()),
+                    ..Global::default()
+                },
+                "spaces",
+            ),
+            (
+                Global {
+                    listen_address: Some("x\u{1b}[2J:9252".into()),
+                    ..Global::default()
+                },
+                "\\u{1b}",
+            ),
+            (
+                Global {
+                    listen_address: Some(format!("{huge}:1")),
+                    ..Global::default()
+                },
+                "neither",
+            ),
+        ] {
+            let err = refused(|p| p.global = edit.clone());
+            assert!(err.contains(says), "{edit:?}: {err}");
+            assert!(
+                !err.contains('\u{1b}'),
+                "control characters are escaped: {err}"
+            );
+        }
+        for ok in [
+            Global {
+                concurrent: Some(1),
+                check_interval: Some(0),
+                shutdown_timeout: Some(0),
+                listen_address: Some(String::new()),
+            },
+            Global {
+                concurrent: Some(10_000),
+                check_interval: Some(3600),
+                shutdown_timeout: Some(86_400),
+                listen_address: Some("[::1]:9252".into()),
+            },
+        ] {
+            let profile = Profile {
+                global: ok.clone(),
+                ..Profile::default()
+            };
+            assert!(profile.validate().is_ok(), "{ok:?}");
+        }
     }
 }

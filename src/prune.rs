@@ -1255,12 +1255,7 @@ mod tests {
         );
         assert_eq!(
             names(d.images.iter().map(|i| short(&i.id)).collect()),
-            format!(
-                "{},{},{}",
-                &id('b')[..12],
-                &id('c')[..12],
-                &id('d')[..12]
-            )
+            format!("{},{},{}", &id('b')[..12], &id('c')[..12], &id('d')[..12])
         );
         assert_eq!(
             names(d.volumes.iter().map(|v| v.name.clone()).collect()),

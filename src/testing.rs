@@ -707,7 +707,11 @@ impl FakeRunner {
                 "--kill-who=main",
                 "gitlab-runner",
             ] => {
-                // The old process exits once its (no) jobs are done.
+                // The old process exits once its jobs are done: at once,
+                // unless a test keeps it busy.
+                if self.root.join("proc/777/busy").exists() {
+                    return ok("");
+                }
                 let status = read(&self.root, "/proc/777/status");
                 let _ = fs::remove_dir_all(self.root.join("proc/777"));
                 write(&self.root, "/run/fake-stopped-777", &status);
@@ -730,6 +734,28 @@ impl FakeRunner {
                         &status.replace("Groups:\t999", "Groups:\t999 998"),
                     );
                 }
+                // Its metrics server listens where config.toml says (IPv4
+                // only here), unless a test holds the port.
+                let config = read(&self.root, "/etc/gitlab-runner/config.toml");
+                let listen = crate::edit::runner_globals::listen_address(&config)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| crate::edit::runner_globals::parse_listen_address(&a).ok());
+                let mut table = "  sl  local_address rem_address   st\n".to_string();
+                if let Some(listen) =
+                    listen.filter(|_| !self.root.join("run/fake-port-taken").exists())
+                {
+                    let ip: std::net::Ipv4Addr = listen
+                        .host
+                        .parse()
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                    let word = u32::from_le_bytes(ip.octets());
+                    table.push_str(&format!(
+                        "   0: {word:08X}:{:04X} 00000000:0000 0A\n",
+                        listen.port
+                    ));
+                }
+                write(&self.root, "/proc/net/tcp", &table);
                 ok("")
             }
             ["systemctl", _, _] | ["systemctl", "daemon-reload"] => ok(""),

@@ -21,6 +21,7 @@ pub mod openpgp;
 pub mod os_release;
 pub mod pem;
 pub mod runner_config;
+pub mod runner_globals;
 pub mod shutdown_unit;
 
 /// A file that cannot be edited as it is. Messages never quote the file's

@@ -212,6 +212,12 @@ fn raw(part: Option<&toml_edit::RawString>) -> &str {
     part.and_then(toml_edit::RawString::as_str).unwrap_or("")
 }
 
+/// config.toml parsed for an edit, with the position-only error every
+/// config.toml edit gives.
+pub(crate) fn parse_document(text: &str) -> Result<DocumentMut, EditError> {
+    parse(text)
+}
+
 fn parse(text: &str) -> Result<DocumentMut, EditError> {
     text.parse::<DocumentMut>().map_err(|err| {
         // TomlError's Display quotes the source line, which may hold the

@@ -124,59 +124,13 @@ impl Step for DockerGroup {
             });
             done.push(format!("added {member} to group {GROUP}"));
         }
-        let stale = stale_services(host, settings)?;
-        if !stale.is_empty() {
-            done.push(graceful_restart(host, settings, &stale)?);
+        if !stale_services(host, settings)?.is_empty() {
+            let timeout = Duration::from_secs(settings.profile.runner.shutdown_timeout);
+            let why = format!("so that its jobs get group {GROUP}");
+            if let Some(restarted) = host.restart_runner_gracefully(ID.as_str(), timeout, &why)? {
+                done.push(restarted);
+            }
         }
         Ok(done)
     }
-}
-
-/// Stops the runner as GitLab Runner stops gracefully (SIGQUIT: it takes no
-/// new job and exits once its running jobs end), waits for the old
-/// processes to exit, then starts it again with its account's current
-/// groups. The packaged unit has no KillSignal (systemd would send SIGTERM,
-/// which aborts running jobs), so `systemctl restart` alone is not graceful.
-fn graceful_restart(host: &Host, settings: &Settings, pids: &[u32]) -> Result<String> {
-    host.progress(&format!(
-        "stopping {SERVICE} gracefully (SIGQUIT: running jobs finish first)"
-    ));
-    if host.os.systemd {
-        host.run(Cmd::new("systemctl").args([
-            "kill",
-            "--signal=SIGQUIT",
-            "--kill-who=main",
-            SERVICE,
-        ]))?;
-    } else {
-        for pid in pids {
-            host.signal(*pid, nix::sys::signal::Signal::SIGQUIT)?;
-        }
-    }
-    let limit = Duration::from_secs(settings.profile.docker.verify_timeout);
-    let deadline = host.now() + limit;
-    let alive = || {
-        pids.iter()
-            .any(|pid| host.files.exists(&format!("/proc/{pid}/status")))
-    };
-    while alive() {
-        if host.now() >= deadline {
-            bail!(
-                "{SERVICE} (pid {}) got SIGQUIT and is still finishing its running jobs after {} s: it takes no new job and exits when they end, then starts again with group {GROUP} (or run `systemctl restart {SERVICE}` to abort them)",
-                pids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                limit.as_secs()
-            );
-        }
-        host.sleep(Duration::from_millis(200));
-    }
-    host.progress(&format!("starting {SERVICE}"));
-    // restart, not start: under systemd the unit may be waiting out
-    // RestartSec after the exit; restart starts it now either way.
-    host.service(SERVICE, "restart")?;
-    Ok(format!(
-        "restarted {SERVICE} gracefully (SIGQUIT, running jobs finished) so that its jobs get group {GROUP}"
-    ))
 }

@@ -17,6 +17,7 @@ mod image_identity;
 pub mod network;
 mod overlay_module;
 mod runner_alive;
+mod runner_globals;
 mod runner_install;
 mod runner_register;
 pub mod shutdown_unregister;
@@ -116,6 +117,8 @@ registry! {
     RunnerInstall = "runner-install" => runner_install::RunnerInstall,
     /// config.toml has a [[runners]] entry for this URL and name
     RunnerRegister = "runner-register" => runner_register::RunnerRegister,
+    /// config.toml's global settings ([global]: concurrent, check_interval, shutdown_timeout, listen_address)
+    RunnerGlobals = "runner-globals" => runner_globals::RunnerGlobals,
     /// Docker Engine installed, enabled and running
     DockerInstall = "docker-install" => docker_install::DockerInstall,
     /// The runner's account in group docker (root-equivalent: needs acceptance)

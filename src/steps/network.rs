@@ -33,9 +33,6 @@ const SYSTEM_STORE: &str = "/usr/local/share/ca-certificates";
 const SYSTEM_PREFIX: &str = "runner-provision-";
 const DROP_IN: &str = "runner-provision-network.conf";
 
-/// How long a graceful restart of gitlab-runner waits for running jobs.
-const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Which part of the host a file configures (what must be told after it changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layer {
@@ -478,18 +475,11 @@ impl Step for Network {
         let runner_stale = !stale_processes(host, settings, &runner)?.is_empty();
         let runner_env_changed = services_changed || changed(Layer::Runner) && systemd;
         if !runner.is_empty() && (runner_env_changed || runner_stale) {
-            host.progress("restarting gitlab-runner gracefully (running jobs finish first)");
-            if host.restart_gracefully("gitlab-runner", "gitlab-runner", GRACEFUL_TIMEOUT)? {
-                done.push("restarted gitlab-runner gracefully".to_string());
-            } else {
-                host.warn(
-                    ID.as_str(),
-                    &format!(
-                        "gitlab-runner is still finishing running jobs after {} s; it was told to stop (SIGQUIT) and systemd starts it with the new settings when they end",
-                        GRACEFUL_TIMEOUT.as_secs()
-                    ),
-                );
-                done.push("asked gitlab-runner to stop gracefully".to_string());
+            let timeout = Duration::from_secs(settings.profile.runner.shutdown_timeout);
+            if let Some(restarted) =
+                host.restart_runner_gracefully(ID.as_str(), timeout, "with the new proxy settings")?
+            {
+                done.push(restarted);
             }
         }
         Ok(done)

@@ -18,9 +18,11 @@ const AUTH: &str = "glrt-auth.TokenValue0123456789";
 /// `[network]` to apply (its own tests cover it), docker-verify,
 /// docker-build and runner-alive only check, image-identity has nothing to
 /// do on a live host (its own tests cover images), shutdown-unregister is
-/// off by default.
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 6] = [
+/// off by default, runner-globals has no `[global]` to set (its own tests
+/// cover it).
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 7] = [
     StepId::Network,
+    StepId::RunnerGlobals,
     StepId::ShutdownUnregister,
     StepId::DockerVerify,
     StepId::DockerBuild,
@@ -1098,37 +1100,76 @@ fn docker_verify_waits_with_backoff_up_to_its_timeout_on_the_host_clock() {
 }
 
 #[test]
-fn a_graceful_restart_waits_for_the_old_process_on_the_host_clock() {
+fn a_graceful_restart_says_how_many_jobs_it_waits_for_on_the_host_clock() {
     let fake = FakeHost::debian12();
     fake.write(
         "/proc/777/status",
-        "Name:\tgitlab-runner\nState:\tS (sleeping)\nUid:\t0\t0\t0\t0\n",
+        "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n",
     );
-    let host = fake.host(fake.reporter(Format::Json));
-    let restarted = host
-        .restart_gracefully("gitlab-runner", "gitlab-runner", Duration::from_secs(60))
-        .expect("restart");
-    assert!(!restarted, "the old process never left");
-    let machine = fake.machine();
-    assert_eq!(
-        machine.signals,
-        vec![(777, nix::sys::signal::Signal::SIGQUIT)]
+    // A shell-executor job: the runner's child; a job's own gitlab-runner
+    // helper is not a second runner.
+    fake.write(
+        "/proc/778/status",
+        "Name:\tbash\nState:\tS (sleeping)\nPPid:\t777\n",
     );
+    fake.write(
+        "/proc/779/status",
+        "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t778\nUid:\t0\t0\t0\t0\n",
+    );
+    fake.write("/proc/777/busy", "");
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.host(reporter.clone());
+    assert_eq!(host.runner_main_pids().expect("pids"), vec![777]);
+    let err = host
+        .restart_runner_gracefully("network", Duration::from_secs(60), "for the test")
+        .expect_err("still busy at the timeout")
+        .to_string();
     assert!(
-        machine.slept >= Duration::from_secs(60),
-        "{:?}",
-        machine.slept
+        err.contains("still finishing 1 running job after 60 s")
+            && err.contains("shutdown_timeout"),
+        "{err}"
     );
-    drop(machine);
-    assert!(fake.commands().is_empty(), "no restart while it runs");
-
-    std::fs::remove_file(fake.root().join("proc/777/status")).expect("it stopped");
-    let restarted = host
-        .restart_gracefully("gitlab-runner", "gitlab-runner", Duration::from_secs(60))
-        .expect("restart");
-    assert!(restarted);
+    let out = reporter.captured();
+    assert!(
+        out.contains("gitlab-runner is running 1 job: stopping it gracefully")
+            && out.contains("waiting up to 60 s"),
+        "{out}"
+    );
+    assert!(fake.machine().slept >= Duration::from_secs(60));
     let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
-    assert_eq!(run, vec!["systemctl restart gitlab-runner"]);
+    assert_eq!(
+        run,
+        vec!["systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner"],
+        "no restart while a job runs"
+    );
+
+    std::fs::remove_file(fake.root().join("proc/777/busy")).expect("the job ended");
+    let done = host
+        .restart_runner_gracefully("network", Duration::from_secs(60), "for the test")
+        .expect("restart")
+        .expect("it ran");
+    assert!(
+        done.contains(
+            "restarted gitlab-runner gracefully for the test, after its 1 running job finished"
+        ),
+        "{done}"
+    );
+    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert_eq!(
+        run[1..],
+        [
+            "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
+            "systemctl restart gitlab-runner"
+        ]
+    );
+
+    // Nothing runs: nothing to restart.
+    std::fs::remove_dir_all(fake.root().join("proc")).expect("all stopped");
+    assert!(
+        host.restart_runner_gracefully("network", Duration::from_secs(60), "")
+            .expect("nothing to do")
+            .is_none()
+    );
 }
 
 #[test]

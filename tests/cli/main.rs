@@ -130,7 +130,7 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     // Offline root: docker-verify, docker-build and runner-alive are skipped; verify
     // counts no changes.
     assert!(
-        out.stdout.contains("summary: 10 ok, 3 skipped, 0 failed"),
+        out.stdout.contains("summary: 11 ok, 3 skipped, 0 failed"),
         "{out}"
     );
 }
@@ -920,4 +920,78 @@ fn prune_refuses_bad_settings_and_a_root_tree_before_any_change() {
     assert_eq!(out.code, 2, "--detailed-exitcode needs --dry-run: {out}");
     assert_eq!(tree.snapshot(), before);
     assert!(tree.log().is_empty());
+}
+
+#[test]
+fn global_settings_from_flags_and_environment_converge_and_bad_ones_change_nothing() {
+    let tree = FakeRoot::debian12();
+    let before = tree.snapshot();
+    for (args, env, says) in [
+        (vec!["--concurrent", "0"], vec![], "1 to 10000"),
+        (vec!["--listen-address", "127.0.0.1"], vec![], "no port"),
+        (
+            vec![],
+            vec![("RUNNER_PROVISION_CHECK_INTERVAL", "4000")],
+            "0 to 3600",
+        ),
+        (vec!["--concurrent=-3"], vec![], "--concurrent"),
+        (
+            vec![],
+            vec![("RUNNER_PROVISION_LISTEN_ADDRESS", "a b:1")],
+            "spaces",
+        ),
+    ] {
+        let mut all = vec!["apply", "--yes", "--accept-docker-group-risk"];
+        all.extend(args.iter().copied());
+        let out = tree.run(&all, Some(LEGACY), &env);
+        assert_ne!(out.code, 0, "{args:?} {env:?}: {out}");
+        assert!(
+            out.stderr.contains(says) || out.stdout.contains(says),
+            "{says}: {out}"
+        );
+        assert_eq!(tree.snapshot(), before, "{args:?} {env:?}: nothing changed");
+    }
+
+    let out = tree.run(
+        &[
+            "apply",
+            "--yes",
+            "--accept-docker-group-risk",
+            "--concurrent",
+            "6",
+        ],
+        Some(LEGACY),
+        &[
+            ("RUNNER_PROVISION_LISTEN_ADDRESS", "127.0.0.1:9252"),
+            ("RUNNER_PROVISION_GLOBAL_SHUTDOWN_TIMEOUT", "45"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let config = tree.read("etc/gitlab-runner/config.toml");
+    for line in [
+        "concurrent = 6\n",
+        "shutdown_timeout = 45\n",
+        "listen_address = \"127.0.0.1:9252\"\n",
+    ] {
+        assert!(config.contains(line), "{line}: {config}");
+    }
+    let converged = tree.snapshot();
+    let again = tree.run(
+        &[
+            "--output",
+            "json",
+            "apply",
+            "--yes",
+            "--accept-docker-group-risk",
+            "--concurrent",
+            "6",
+        ],
+        Some(LEGACY),
+        &[
+            ("RUNNER_PROVISION_LISTEN_ADDRESS", "127.0.0.1:9252"),
+            ("RUNNER_PROVISION_GLOBAL_SHUTDOWN_TIMEOUT", "45"),
+        ],
+    );
+    assert_eq!(again.summary("changed"), 0, "{again}");
+    assert_eq!(tree.snapshot(), converged);
 }

@@ -276,7 +276,10 @@ mod tests {
             assert!(text.contains(".TH"), "{}", page.display());
         }
         let prune = std::fs::read_to_string(dir.join("runner-provision-prune.1")).expect("prune");
-        assert!(prune.contains("older\\-than") && prune.contains("dry\\-run"), "{prune}");
+        assert!(
+            prune.contains("older\\-than") && prune.contains("dry\\-run"),
+            "{prune}"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

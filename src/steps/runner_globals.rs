@@ -1,0 +1,437 @@
+//! runner-globals: `[global]`'s keys at the top of config.toml
+//! (`concurrent`, `check_interval`, `shutdown_timeout`, `listen_address`),
+//! every other byte of the file kept.
+//!
+//! What takes effect how (GitLab Runner's `commands/multi.go`): the running
+//! process stats config.toml every 3 s (`ReloadConfigInterval`) and loads it
+//! again when its modification time changed; `updateWorkers` reads
+//! `concurrent`, `feedRunners` reads `check_interval` and the stop paths read
+//! `shutdown_timeout` from the loaded config each time, so those three need
+//! no restart. The metrics server is set up once, in `run()`, from
+//! `listen_address`: a new address needs a restart, done gracefully
+//! (running jobs finish first).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId};
+use crate::edit::{diff, runner_globals};
+use crate::host::Host;
+
+const ID: StepId = StepId::RunnerGlobals;
+
+pub struct RunnerGlobals;
+
+/// config.toml's text ("" when there is none yet).
+fn current(host: &Host) -> Result<String> {
+    Ok(host.files.read(CONFIG_TOML)?.unwrap_or_default())
+}
+
+/// The metrics address a running runner should listen on but does not:
+/// the file already names it, the process started before (or its restart
+/// was cut short). `None` when nothing is to restart.
+fn not_listening(host: &Host, text: &str) -> Result<Option<String>> {
+    if !host.live {
+        return Ok(None);
+    }
+    let Some(address) = runner_globals::listen_address(text)? else {
+        return Ok(None);
+    };
+    let Ok(wanted) = runner_globals::parse_listen_address(&address) else {
+        // GitLab Runner logs "invalid listen address" and runs without
+        // metrics; a restart would not change that. Preflight refuses a
+        // bad profile value, so this is someone else's.
+        return Ok(None);
+    };
+    if host.runner_main_pids()?.is_empty() {
+        return Ok(None);
+    }
+    let listening = host.tcp_listeners()?.into_iter().any(|(ip, port)| {
+        port == wanted.port
+            && match wanted.ip() {
+                Some(want) => ip == want,
+                // Every interface (`:9252`) listens on the unspecified
+                // address; a host name resolves to whatever it resolves to.
+                None if wanted.host.is_empty() => ip.is_unspecified(),
+                None => true,
+            }
+    });
+    Ok((!listening).then_some(address))
+}
+
+/// Waits (up to 10 s) for a restarted runner's metrics server to listen.
+fn wait_for_metrics(host: &Host, text: &str) -> Result<()> {
+    let deadline = host.now() + Duration::from_secs(10);
+    while let Some(address) = not_listening(host, text)? {
+        if host.now() >= deadline {
+            anyhow::bail!(
+                "gitlab-runner restarted but does not listen on {address} after 10 s: another program may hold the port, or the address is not this host's (see `journalctl -u gitlab-runner`: \"Failed to create listener for metrics server\"); free the port or choose another listen_address"
+            );
+        }
+        host.sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+impl Step for RunnerGlobals {
+    fn needs(&self) -> &'static [StepId] {
+        &[StepId::RunnerInstall]
+    }
+
+    fn preflight(&self, host: &Host, settings: &Settings, mode: Mode) -> Result<()> {
+        let global = &settings.profile.global;
+        if global.is_empty() {
+            return Ok(());
+        }
+        // A file the edit cannot parse is refused before any step changes anything.
+        runner_globals::changes(&current(host)?, global)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("reading {CONFIG_TOML}"))?;
+        if let Some(address) = global.listen_address.as_deref().filter(|a| !a.is_empty()) {
+            let parsed = runner_globals::parse_listen_address(address)
+                .map_err(|reason| anyhow::anyhow!("listen_address {address}: {reason}"))?;
+            let local =
+                parsed.ip().is_some_and(|ip| ip.is_loopback()) || parsed.host == "localhost";
+            if !local && mode != Mode::Verify {
+                host.warn(
+                    ID.as_str(),
+                    &format!(
+                        "listen_address {address} is reachable from other hosts: GitLab Runner serves /metrics, /debug/jobs/list and /debug/pprof there without authentication; prefer 127.0.0.1 behind a scraper, or firewall the port"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        let global = &settings.profile.global;
+        if global.is_empty() {
+            return Ok(State::Done);
+        }
+        let text = current(host)?;
+        let keys = runner_globals::changes(&text, global)?;
+        if keys.is_empty() {
+            return Ok(State::from_changes(
+                not_listening(host, &text)?
+                    .map(|address| {
+                        Change::new(format!(
+                            "restart gitlab-runner gracefully (SIGQUIT: running jobs finish): its metrics server does not listen on {address} yet"
+                        ))
+                    })
+                    .into_iter()
+                    .collect(),
+            ));
+        }
+        let new = runner_globals::set(&text, global)?;
+        let restart = keys.iter().any(|k| k.contains("listen_address"))
+            && host.live
+            && !host.runner_main_pids()?.is_empty();
+        let mut changes = vec![Change::file(
+            format!(
+                "{} in {CONFIG_TOML} ({})",
+                keys.join(", "),
+                if restart {
+                    "the metrics server moves only when gitlab-runner restarts: a graceful restart follows"
+                } else {
+                    "gitlab-runner reloads it by itself within 3 s, no restart"
+                }
+            ),
+            diff::unified(CONFIG_TOML, &text, &new),
+        )];
+        if restart {
+            changes.push(Change::new(
+                "restart gitlab-runner gracefully (SIGQUIT: running jobs finish) for its new listen_address",
+            ));
+        }
+        Ok(State::Pending(changes))
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
+        let global = &settings.profile.global;
+        let mut done = Vec::new();
+        let text = current(host)?;
+        let keys = runner_globals::changes(&text, global)?;
+        if !keys.is_empty() {
+            let new = runner_globals::set(&text, global)?;
+            host.files
+                .create_dir("/etc/gitlab-runner", 0o700)
+                .context("creating /etc/gitlab-runner")?;
+            host.files
+                .write_atomic(CONFIG_TOML, new.as_bytes(), 0o600)?;
+            done.push(format!("{} in {CONFIG_TOML}", keys.join(", ")));
+        }
+        let moved = keys.iter().any(|k| k.contains("listen_address"));
+        let text = current(host)?;
+        if moved || not_listening(host, &text)?.is_some() {
+            let why = match runner_globals::listen_address(&text)? {
+                Some(address) => format!("so that its metrics server listens on {address}"),
+                None => "so that it stops its metrics server".to_string(),
+            };
+            let timeout = Duration::from_secs(settings.profile.runner.shutdown_timeout);
+            if let Some(restarted) = host.restart_runner_gracefully(ID.as_str(), timeout, &why)? {
+                done.push(restarted);
+                wait_for_metrics(host, &text)?;
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Global;
+    use crate::report::{Counts, Format, Reporter};
+    use crate::steps::{Selection, run};
+    use crate::testing::FakeHost;
+    use std::sync::Arc;
+
+    const TOKEN: &str = "GR1348941legacyTokenValue42";
+    const RUNNER: &str = "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n";
+
+    fn go(fake: &FakeHost, settings: &Settings, mode: Mode) -> (Counts, Arc<Reporter>) {
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let only = Selection {
+            only: vec![ID],
+            skip: Vec::new(),
+        };
+        (run(&host, settings, &only, mode, &reporter), reporter)
+    }
+
+    /// A registered host whose runner service runs (pid 777).
+    fn registered() -> (FakeHost, Settings) {
+        let fake = FakeHost::debian12();
+        let settings = fake.settings(Some(TOKEN));
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let counts = run(
+            &host,
+            &settings,
+            &Selection::default(),
+            Mode::Apply,
+            &reporter,
+        );
+        assert_eq!(counts.failed, 0, "{}", reporter.captured());
+        fake.write("/proc/777/status", RUNNER);
+        (fake, settings)
+    }
+
+    fn commands(fake: &FakeHost) -> Vec<String> {
+        fake.commands().iter().map(|c| c.display()).collect()
+    }
+
+    #[test]
+    fn reloaded_settings_are_written_once_without_a_restart() {
+        let (fake, mut settings) = registered();
+        let before = fake.read(CONFIG_TOML);
+        settings.profile.global = Global {
+            concurrent: Some(4),
+            check_interval: Some(5),
+            shutdown_timeout: Some(30),
+            listen_address: None,
+        };
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        let text = out.captured();
+        assert_eq!(plan.pending, 1, "{text}");
+        assert!(
+            text.contains("+concurrent = 4") && text.contains("reloads it by itself"),
+            "{text}"
+        );
+        assert_eq!(fake.read(CONFIG_TOML), before, "plan changes nothing");
+
+        let spawned = fake.commands().len();
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+        let config = fake.read(CONFIG_TOML);
+        for line in [
+            "concurrent = 4\n",
+            "check_interval = 5\n",
+            "shutdown_timeout = 30\n",
+        ] {
+            assert!(config.contains(line), "{config}");
+        }
+        let runner_part = |t: &str| t[t.find("[[runners]]").expect("runner")..].to_string();
+        assert_eq!(
+            runner_part(&config),
+            runner_part(&before),
+            "runners untouched"
+        );
+        assert_eq!(commands(&fake)[spawned..], [] as [String; 0], "no restart");
+
+        let snapshot = fake.snapshot();
+        let (again, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
+        assert_eq!(fake.snapshot(), snapshot);
+    }
+
+    #[test]
+    fn a_new_listen_address_restarts_the_runner_gracefully_and_once() {
+        let (fake, mut settings) = registered();
+        settings.profile.global.listen_address = Some("127.0.0.1:9252".into());
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        assert_eq!(plan.pending, 1, "{}", out.captured());
+        assert!(
+            out.captured().contains("a graceful restart follows"),
+            "{}",
+            out.captured()
+        );
+
+        let spawned = fake.commands().len();
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+        assert_eq!(
+            commands(&fake)[spawned..],
+            [
+                "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
+                "systemctl restart gitlab-runner"
+            ]
+        );
+        assert!(
+            fake.read(CONFIG_TOML)
+                .contains("listen_address = \"127.0.0.1:9252\"\n")
+        );
+
+        let snapshot = fake.snapshot();
+        let spawned = fake.commands().len();
+        let (again, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
+        assert_eq!(fake.snapshot(), snapshot);
+        assert_eq!(
+            commands(&fake).len(),
+            spawned,
+            "listening: no second restart"
+        );
+
+        // A runner started before the change (its restart cut short) is
+        // found by the next run: nothing listens there.
+        fake.write("/proc/net/tcp", "  sl  local_address rem_address   st\n");
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        assert_eq!(plan.pending, 1, "{}", out.captured());
+        assert!(
+            out.captured()
+                .contains("does not listen on 127.0.0.1:9252 yet"),
+            "{}",
+            out.captured()
+        );
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+
+        // A port another program holds: the restarted runner cannot listen.
+        fake.write("/run/fake-port-taken", "");
+        settings.profile.global.listen_address = Some("127.0.0.1:9300".into());
+        let (failed, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(failed.failed, 1, "{}", out.captured());
+        assert!(
+            out.captured().contains("another program may hold the port"),
+            "{}",
+            out.captured()
+        );
+    }
+
+    #[test]
+    fn no_runner_running_means_no_restart_and_no_file_means_a_new_one() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let mut settings = fake.settings(None);
+        settings.profile.global = Global {
+            concurrent: Some(2),
+            listen_address: Some(":9252".into()),
+            ..Global::default()
+        };
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+        assert_eq!(
+            fake.read(CONFIG_TOML),
+            "listen_address = \":9252\"\nconcurrent = 2\n"
+        );
+        assert!(commands(&fake).is_empty(), "{:?}", commands(&fake));
+        let warned = out.captured();
+        assert!(warned.contains("reachable from other hosts"), "{warned}");
+        let mode = std::fs::metadata(fake.root().join("etc/gitlab-runner/config.toml"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .expect("mode");
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_malformed_config_toml_is_refused_before_any_change() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let broken = "concurrent = 1\ntoken = \"glrt-SECRETSECRETSECRET\n";
+        fake.write(CONFIG_TOML, broken);
+        let mut settings = fake.settings(None);
+        settings.profile.global.concurrent = Some(3);
+        let before = fake.snapshot();
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        let text = out.captured();
+        assert_eq!(applied.failed, 1, "{text}");
+        assert!(
+            text.contains("preflight") && text.contains("line 2"),
+            "{text}"
+        );
+        assert!(!text.contains("SECRETSECRET"), "{text}");
+        assert_eq!(fake.snapshot(), before);
+    }
+
+    #[test]
+    fn the_fleet_profile_parses_and_plans_its_globals() {
+        let (fake, settings) = registered();
+        let (fleet, _) =
+            crate::profile::Profile::load(Some("shell-docker-fleet")).expect("embedded");
+        fleet.validate().expect("valid");
+        let settings = Settings {
+            profile: crate::profile::Profile {
+                runner: crate::profile::Runner {
+                    repository: settings.profile.runner.repository.clone(),
+                    ..fleet.runner.clone()
+                },
+                ..fleet
+            },
+            ..settings
+        };
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let before = fake.snapshot();
+        let counts = run(
+            &host,
+            &settings,
+            &Selection::default(),
+            Mode::Plan,
+            &reporter,
+        );
+        let text = reporter.captured();
+        assert_eq!(counts.failed, 0, "{text}");
+        for line in [
+            "+concurrent = 4",
+            "+check_interval = 3",
+            "+shutdown_timeout = 30",
+            "+listen_address = \\\"127.0.0.1:9252\\\"",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert_eq!(fake.snapshot(), before, "plan changes nothing");
+    }
+}

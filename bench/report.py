@@ -12,6 +12,9 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+
 work, out_path = sys.argv[1], sys.argv[2]
 
 
@@ -272,5 +275,9 @@ w("```")
 w(read("apply-2.txt").rstrip())
 w("```")
 w("")
+# Sections other scripts write (bench/boot.sh's boot to ready) stay.
+for kept in sections.others(out_path):
+    w(kept)
+    w("")
 with open(out_path, "w") as f:
     f.write("\n".join(lines))

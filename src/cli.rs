@@ -550,6 +550,9 @@ impl SettingsArgs {
             }
         }
         profile.validate()?;
+        if !profile.runners.is_empty() {
+            return self.resolve_listed(global, profile);
+        }
         let token = match &self.token_file {
             Some(path) => {
                 let (token, warning) = Token::from_file(path)?;
@@ -569,8 +572,84 @@ impl SettingsArgs {
         if let Some(token) = &token {
             global.redactor.add_token(token.expose());
         }
-        Ok(Settings { profile, token })
+        Ok(Settings::new(profile, token))
     }
+}
+
+impl SettingsArgs {
+    /// A profile with `[[runners]]`: each runner's token from its own
+    /// source. The flags and variables that describe the single runner
+    /// would leave unclear which runner they mean, so they are refused.
+    fn resolve_listed(&self, global: &Global, profile: Profile) -> Result<Settings> {
+        let single = [
+            ("--url / RUNNER_PROVISION_URL", self.url.is_some()),
+            ("--name / RUNNER_PROVISION_NAME", self.name.is_some()),
+            (
+                "--executor / RUNNER_PROVISION_EXECUTOR",
+                self.executor.is_some(),
+            ),
+            (
+                "--tag-list / RUNNER_PROVISION_TAG_LIST",
+                self.tag_list.is_some(),
+            ),
+            ("--token-file", self.token_file.is_some()),
+        ];
+        let given: Vec<&str> = single
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(what, _)| *what)
+            .collect();
+        if !given.is_empty() {
+            bail!(
+                "{} set the single [runner], and the profile lists its runners in [[runners]]: set url, name, executor, tags and the token source (token_env or token_file) in each [[runners]] entry instead",
+                given.join(", ")
+            );
+        }
+        let claimed = profile.runners.iter().any(|r| r.token_env == TOKEN_ENV);
+        if std::env::var_os(TOKEN_ENV).is_some() && !claimed {
+            bail!(
+                "{TOKEN_ENV} is set, and the profile lists its runners in [[runners]], each with its own token source: unset {TOKEN_ENV}, or name it as token_env of the runner whose token it is"
+            );
+        }
+        let mut runner_tokens = Vec::new();
+        for runner in &profile.runners {
+            let token = listed_token(global, runner)
+                .with_context(|| format!("runner {:?}'s {}", runner.name, runner.token_source()))?;
+            if let Some(token) = &token {
+                global.redactor.add_token(token.expose());
+            }
+            runner_tokens.push(token);
+        }
+        Ok(Settings {
+            profile,
+            token: None,
+            runner_tokens,
+        })
+    }
+}
+
+/// One `[[runners]]` entry's token: none when its variable is unset or
+/// empty or its file does not exist (a runner already registered needs
+/// none, and cloud-init's /run is empty after a reboot); an error when the
+/// source holds something that is no token.
+fn listed_token(global: &Global, runner: &crate::profile::ListedRunner) -> Result<Option<Token>> {
+    if !runner.token_env.is_empty() {
+        return match std::env::var(&runner.token_env) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(crate::Error::MalformedToken.into()),
+            Ok(value) => Ok(Token::from_env_value(Some(&value))?),
+        };
+    }
+    let path = std::path::Path::new(&runner.token_file);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    let (token, warning) = Token::from_file(path)?;
+    if let Some(warning) = warning {
+        global.reporter().warning(None, &warning);
+    }
+    Ok(Some(token))
 }
 
 impl SelectionArgs {
@@ -782,10 +861,7 @@ impl ProfilesCommand {
                 Some((_, text)) => print!("{text}"),
                 None => {
                     let (profile, _) = Profile::load(Some(&name))?;
-                    print!(
-                        "{}",
-                        toml::to_string(&profile).context("rendering the profile")?
-                    );
+                    print!("{}", profile.to_toml().context("rendering the profile")?);
                 }
             },
         }

@@ -222,6 +222,13 @@ pub fn check(options: &Options) -> Result<()> {
     }
     let selection = &options.selection;
     let profile = &options.profile;
+    if !profile.runners.is_empty() {
+        // The user data carries one token, and forgetting it after
+        // registration knows one file; several are not rendered yet.
+        anyhow::bail!(
+            "the profile lists its runners in [[runners]]: cloud-init user data is rendered for the single [runner] profile only (one token); use a profile with [runner], or deliver each runner's token_file to the machine yourself and run `runner-provision apply` there"
+        );
+    }
     if selection.includes(crate::steps::StepId::DockerGroup) && !profile.docker.accept_group_risk {
         return Err(crate::Error::DockerGroupRiskNotAccepted {
             members: profile.docker.group_members.join(", "),

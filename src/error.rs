@@ -90,4 +90,14 @@ pub enum Error {
         "runner {names} deleted on the server: GitLab no longer accepts its token; re-register with a new token (`gitlab-runner verify --delete` removes it from config.toml, then run apply with the new token in RUNNER_TOKEN or --token-file)"
     )]
     RunnerDeletedOnServer { names: String },
+    #[error("the profile's [[runners]]: {0}")]
+    Runners(String),
+    #[error(
+        "runner {name} ({url}) is not registered and its token source ({from}) gave no token: put the token there, or set require_registration = false for an image that registers later"
+    )]
+    ListedRegistrationRequired {
+        name: String,
+        url: String,
+        from: String,
+    },
 }

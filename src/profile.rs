@@ -29,6 +29,9 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 pub struct Profile {
     pub description: String,
     pub runner: Runner,
+    /// Several runners on one host; empty: the single `[runner]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<ListedRunner>,
     pub docker: Docker,
     pub kernel: Kernel,
     #[serde(skip_serializing_if = "Network::is_empty")]
@@ -85,6 +88,69 @@ impl Default for Runner {
         }
     }
 }
+
+/// One `[[runners]]` entry: a runner registered under its own name, with
+/// its own token source. `[runner]` then holds only what the host shares
+/// (install, repository, require_registration, unregister_on_shutdown,
+/// shutdown_timeout).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListedRunner {
+    /// Required: the host name would be the same for every runner.
+    pub name: String,
+    pub url: String,
+    pub executor: String,
+    pub tags: Vec<String>,
+    /// Jobs this runner runs at once (config.toml's `limit`); 0: no limit
+    /// but the global `concurrent`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub limit: u32,
+    /// `KEY=value` entries for the runner's `environment`, set at
+    /// registration (DOCKER_DRIVER is docker-driver's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
+    /// The environment variable that holds this runner's token.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub token_env: String,
+    /// The file (root only) that holds this runner's token.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub token_file: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Default for ListedRunner {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: "https://gitlab.com/".to_string(),
+            executor: "shell".to_string(),
+            tags: Vec::new(),
+            limit: 0,
+            environment: Vec::new(),
+            token_env: String::new(),
+            token_file: String::new(),
+        }
+    }
+}
+
+impl ListedRunner {
+    /// Where its token comes from, in the profile's words (never the token).
+    pub fn token_source(&self) -> String {
+        if self.token_env.is_empty() {
+            format!("token_file {}", self.token_file)
+        } else {
+            format!("token_env {}", self.token_env)
+        }
+    }
+}
+
+/// The `[runner]` keys that say which runner to register: with
+/// `[[runners]]` each entry says it, and a `[runner]` that says it too
+/// would leave unclear which applies.
+pub const SINGLE_RUNNER_KEYS: &[&str] = &["url", "name", "executor", "tags"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -398,17 +464,76 @@ impl Profile {
     }
 
     pub fn parse(text: &str, source: &str) -> Result<Self, Error> {
-        toml::from_str(text).map_err(|e| Error::Profile {
+        let profile: Self = toml::from_str(text).map_err(|e| Error::Profile {
             path: source.to_string(),
             // The parser quotes the line it stopped at: a proxy URL's
             // password there is hidden (the redactor does not know it yet).
             message: crate::edit::network::hide_userinfo(e.to_string().trim_end()),
-        })
+        })?;
+        if !profile.runners.is_empty() {
+            // Defaults cannot tell "url left out" from "url set to the
+            // default": the text can.
+            let table: toml::Table = toml::from_str(text).map_err(|e| Error::Profile {
+                path: source.to_string(),
+                message: crate::edit::network::hide_userinfo(e.to_string().trim_end()),
+            })?;
+            let set: Vec<&str> = table
+                .get("runner")
+                .and_then(toml::Value::as_table)
+                .map(|runner| {
+                    SINGLE_RUNNER_KEYS
+                        .iter()
+                        .copied()
+                        .filter(|k| runner.contains_key(*k))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !set.is_empty() {
+                return Err(Error::Profile {
+                    path: source.to_string(),
+                    message: format!(
+                        "[runner] sets {} and [[runners]] lists runners, so it is unclear which runner they are for: move them into each [[runners]] entry (with [[runners]], [runner] keeps only what the host shares: install, repository, require_registration, unregister_on_shutdown, shutdown_timeout)",
+                        set.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(profile)
+    }
+
+    /// The profile as TOML that parses back to it: with `[[runners]]`,
+    /// `[runner]` leaves out the keys each entry sets (their defaults would
+    /// read as a second runner).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        let text = toml::to_string(self)?;
+        if self.runners.is_empty() {
+            return Ok(text);
+        }
+        let mut doc: toml_edit::DocumentMut = text.parse()?;
+        if let Some(runner) = doc
+            .get_mut("runner")
+            .and_then(toml_edit::Item::as_table_mut)
+        {
+            for key in SINGLE_RUNNER_KEYS {
+                runner.remove(key);
+            }
+        }
+        Ok(doc.to_string())
+    }
+
+    /// The GitLab URL the host's network settings are for: the single
+    /// runner's, or the first listed runner's (validation makes every
+    /// listed runner use the same host when a CA is given).
+    pub fn gitlab_url(&self) -> &str {
+        self.runners
+            .first()
+            .map_or(self.runner.url.as_str(), |r| r.url.as_str())
     }
 
     /// Checks what can be checked without the host. Errors say how to fix.
     pub fn validate(&self) -> Result<(), Error> {
         check_url("the GitLab URL", &self.runner.url)?;
+        self.validate_runners()?;
         for (section, repo) in [
             ("[runner.repository] uri and suite", &self.runner.repository),
             ("[docker.repository] uri and suite", &self.docker.repository),
@@ -453,29 +578,14 @@ impl Profile {
                 allowed: "seconds from 1 to 86400",
             });
         }
-        // Line and paragraph separators too: YAML and some logs break lines there.
-        if self
-            .runner
-            .name
-            .chars()
-            .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
-            || self.runner.name.trim() != self.runner.name
-        {
+        if bad_name(&self.runner.name) {
             return Err(Error::BadSetting {
                 what: "runner name (--name)",
                 value: self.runner.name.escape_debug().to_string(),
                 allowed: "a name without control characters, line breaks or leading or trailing spaces (empty: the host name)",
             });
         }
-        for tag in &self.runner.tags {
-            if tag.trim().is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
-                return Err(Error::BadSetting {
-                    what: "runner tag",
-                    value: tag.escape_debug().to_string(),
-                    allowed: "non-empty tags without commas or control characters",
-                });
-            }
-        }
+        check_tags(&self.runner.tags)?;
         self.validate_network()?;
         self.prune.older_than_secs()?;
         if self.prune.above_percent > 99 {
@@ -500,7 +610,150 @@ impl Profile {
     }
 }
 
+/// Characters a runner name cannot hold: control characters and line or
+/// paragraph separators (YAML and some logs break lines there); leading or
+/// trailing spaces do not survive GitLab's forms.
+fn bad_name(name: &str) -> bool {
+    name.chars()
+        .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+        || name.trim() != name
+}
+
+fn check_tags(tags: &[String]) -> Result<(), Error> {
+    for tag in tags {
+        if tag.trim().is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
+            return Err(Error::BadSetting {
+                what: "runner tag",
+                value: tag.escape_debug().to_string(),
+                allowed: "non-empty tags without commas or control characters",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A POSIX environment variable name.
+fn variable_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl Profile {
+    /// `[[runners]]`: each entry complete and valid on its own, no runner
+    /// twice. Errors name the entry by its position and name.
+    fn validate_runners(&self) -> Result<(), Error> {
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for (i, runner) in self.runners.iter().enumerate() {
+            let at = |problem: String| {
+                Error::Runners(format!(
+                    "entry {} ({}): {problem}",
+                    i + 1,
+                    if runner.name.is_empty() {
+                        "no name".to_string()
+                    } else {
+                        format!("name \"{}\"", runner.name.escape_debug())
+                    }
+                ))
+            };
+            if runner.name.is_empty() {
+                return Err(at(
+                    "name is required: every runner on the host needs its own name (the host name would be the same for all)".into(),
+                ));
+            }
+            if bad_name(&runner.name) {
+                return Err(at("the name holds control characters, line breaks or leading or trailing spaces: give a plain name".into()));
+            }
+            check_url("a [[runners]] url", &runner.url)?;
+            if !EXECUTORS.contains(&runner.executor.as_str()) {
+                return Err(at(format!(
+                    "executor `{}` is not one of GitLab Runner's executors: {}",
+                    runner.executor.escape_debug(),
+                    EXECUTORS.join(", ")
+                )));
+            }
+            check_tags(&runner.tags)?;
+            for entry in &runner.environment {
+                let key = entry.split_once('=').map(|(k, _)| k);
+                let plain = !entry.contains(',')
+                    && entry.trim() == entry
+                    && !entry.chars().any(char::is_control);
+                match key {
+                    Some(key) if variable_name(key) && plain => {
+                        if key == "DOCKER_DRIVER" {
+                            return Err(at(
+                                "environment sets DOCKER_DRIVER, which docker-driver sets from [docker] storage_driver: set storage_driver instead".into(),
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(at(format!(
+                            "environment entry `{}` is not KEY=value with a variable name, no commas, control characters or leading or trailing spaces (gitlab-runner register reads the entries comma-separated)",
+                            entry.escape_debug()
+                        )));
+                    }
+                }
+            }
+            match (runner.token_env.is_empty(), runner.token_file.is_empty()) {
+                (true, true) => {
+                    return Err(at(
+                        "no token source: set token_env = \"VARIABLE\" (the environment variable holding its token) or token_file = \"/path\" (a root-only file holding it)".into(),
+                    ));
+                }
+                (false, false) => {
+                    return Err(at(
+                        "both token_env and token_file are set: keep the one that holds this runner's token".into(),
+                    ));
+                }
+                (false, true) if !variable_name(&runner.token_env) => {
+                    return Err(at(format!(
+                        "token_env `{}` is not an environment variable name (letters, digits and _, not starting with a digit)",
+                        runner.token_env.escape_debug()
+                    )));
+                }
+                (true, false)
+                    if !runner.token_file.starts_with('/')
+                        || runner.token_file.chars().any(char::is_control) =>
+                {
+                    return Err(at(format!(
+                        "token_file `{}` is not an absolute path",
+                        runner.token_file.escape_debug()
+                    )));
+                }
+                _ => {}
+            }
+            let url = crate::edit::runner_config::normalize_url(&runner.url);
+            if seen.iter().any(|(u, n)| *u == url && *n == runner.name) {
+                return Err(at(format!(
+                    "runner \"{}\" at {} is listed twice: keep one entry",
+                    runner.name.escape_debug(),
+                    runner.url
+                )));
+            }
+            if seen.iter().any(|(_, n)| *n == runner.name) {
+                return Err(at(format!(
+                    "the name \"{}\" is already used by another entry: gitlab-runner verify and unregister pick a runner by name, so names must differ on one host",
+                    runner.name.escape_debug()
+                )));
+            }
+            seen.push((url, &runner.name));
+        }
+        if !self.network.ca_files.is_empty() {
+            let hosts: std::collections::BTreeSet<Option<String>> = self
+                .runners
+                .iter()
+                .map(|r| crate::edit::network::certs_dir_host(&r.url))
+                .collect();
+            if hosts.len() > 1 {
+                return Err(Error::Runners(
+                    "[network] ca_files is set and the runners use different GitLab hosts: the CA is installed for one GitLab host, so list runners of one GitLab instance (or give no CA)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `[network]`: proxy URLs, no_proxy entries, CA paths and registries
     /// that every file they go into (apt.conf, systemd environment files,
     /// shell) can hold without quoting.
@@ -894,6 +1147,242 @@ mod tests {
         );
         let err = refused(|p| p.runner.shutdown_timeout = u64::MAX);
         assert!(err.contains("shutdown_timeout"), "{err}");
+    }
+
+    const TWO_RUNNERS: &str = "[[runners]]\nname = \"build\"\nurl = \"https://gitlab.example.com/\"\ntoken_env = \"BUILD_TOKEN\"\n\n[[runners]]\nname = \"images\"\nurl = \"https://gitlab.example.com/\"\ntags = [\"docker\"]\nlimit = 2\nenvironment = [\"DOCKER_BUILDKIT=1\"]\ntoken_file = \"/etc/runner-provision/images.token\"\n";
+
+    #[test]
+    fn listed_runners_parse_with_defaults_and_the_host_wide_runner_keys() {
+        let text = format!("[runner]\nrequire_registration = true\n\n{TWO_RUNNERS}");
+        let profile = Profile::parse(&text, "t.toml").expect("parse");
+        profile.validate().expect("valid");
+        assert!(profile.runner.require_registration);
+        assert_eq!(profile.runners.len(), 2);
+        assert_eq!(profile.runners[0].executor, "shell");
+        assert_eq!(profile.runners[0].limit, 0);
+        assert_eq!(profile.runners[1].limit, 2);
+        assert_eq!(
+            profile.runners[1].token_source(),
+            "token_file /etc/runner-provision/images.token"
+        );
+        assert_eq!(profile.gitlab_url(), "https://gitlab.example.com/");
+        // `profiles show` of a file prints what parses back the same.
+        let shown = profile.to_toml().expect("render");
+        assert_eq!(
+            Profile::parse(&shown, "shown").expect("parse back"),
+            profile
+        );
+        // A single-runner profile renders without a runners key.
+        let single = Profile::default().to_toml().expect("render");
+        assert_eq!(
+            single,
+            toml::to_string(&Profile::default()).expect("render"),
+            "a single-runner profile renders as before"
+        );
+        assert!(!single.contains("runners"), "{single}");
+    }
+
+    #[test]
+    fn a_runner_table_that_names_a_runner_beside_listed_runners_is_refused() {
+        for key in [
+            "url = \"https://gitlab.com/\"",
+            "name = \"\"",
+            "executor = \"shell\"",
+            "tags = []",
+        ] {
+            let text = format!("[runner]\n{key}\n\n{TWO_RUNNERS}");
+            let err = Profile::parse(&text, "/etc/rp/fleet.toml")
+                .expect_err(key)
+                .to_string();
+            let name = key.split(' ').next().unwrap_or_default();
+            assert!(
+                err.contains("/etc/rp/fleet.toml")
+                    && err.contains(&format!(
+                        "[runner] sets {name} and [[runners]] lists runners"
+                    ))
+                    && err.contains("move them into each [[runners]] entry"),
+                "{err}"
+            );
+        }
+        // Without [[runners]] the same keys are the single runner's.
+        Profile::parse("[runner]\nurl = \"https://gitlab.com/\"\n", "t").expect("single");
+    }
+
+    #[test]
+    fn listed_runners_that_could_only_fail_later_are_refused() {
+        let refused_runners = |edit: &dyn Fn(&mut Vec<ListedRunner>)| {
+            let mut profile = Profile::parse(TWO_RUNNERS, "t").expect("parse");
+            edit(&mut profile.runners);
+            profile.validate().expect_err("refused").to_string()
+        };
+        type Edit = Box<dyn Fn(&mut Vec<ListedRunner>)>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
+            (
+                "no name",
+                Box::new(|r| r[0].name.clear()),
+                "entry 1 (no name): name is required",
+            ),
+            (
+                "control",
+                Box::new(|r| r[0].name = "a\u{7}b".into()),
+                "control characters",
+            ),
+            (
+                "separator",
+                Box::new(|r| r[0].name = "a\u{2028}b".into()),
+                "line breaks",
+            ),
+            (
+                "spaces",
+                Box::new(|r| r[0].name = " build".into()),
+                "leading or trailing spaces",
+            ),
+            (
+                "twice",
+                Box::new(|r| {
+                    r[1] = r[0].clone();
+                    r[1].url = "https://GITLAB.example.com".into();
+                }),
+                "entry 2 (name \"build\"): runner \"build\" at https://GITLAB.example.com is listed twice",
+            ),
+            (
+                "same name elsewhere",
+                Box::new(|r| {
+                    r[1].name = "build".into();
+                    r[1].url = "https://other.example.com/".into();
+                }),
+                "names must differ on one host",
+            ),
+            (
+                "bad url",
+                Box::new(|r| r[1].url = "gitlab.example.com".into()),
+                "http:// or https://",
+            ),
+            (
+                "url with password",
+                Box::new(|r| r[1].url = "https://u:hunter2pw@gitlab.example.com/".into()),
+                "user name or password",
+            ),
+            (
+                "executor",
+                Box::new(|r| r[1].executor = "bogus".into()),
+                "executor `bogus` is not one of",
+            ),
+            (
+                "tag",
+                Box::new(|r| r[1].tags = vec!["a,b".into()]),
+                "runner tag",
+            ),
+            (
+                "empty tag",
+                Box::new(|r| r[1].tags = vec![String::new()]),
+                "runner tag",
+            ),
+            (
+                "no source",
+                Box::new(|r| r[0].token_env.clear()),
+                "no token source: set token_env",
+            ),
+            (
+                "both sources",
+                Box::new(|r| r[0].token_file = "/run/t".into()),
+                "both token_env and token_file are set",
+            ),
+            (
+                "bad variable",
+                Box::new(|r| r[0].token_env = "1TOKEN".into()),
+                "token_env `1TOKEN` is not an environment variable name",
+            ),
+            (
+                "variable with =",
+                Box::new(|r| r[0].token_env = "A=B".into()),
+                "is not an environment variable name",
+            ),
+            (
+                "relative file",
+                Box::new(|r| r[1].token_file = "images.token".into()),
+                "token_file `images.token` is not an absolute path",
+            ),
+            (
+                "file with newline",
+                Box::new(|r| r[1].token_file = "/run/a\nb".into()),
+                "is not an absolute path",
+            ),
+            (
+                "env without =",
+                Box::new(|r| r[1].environment = vec!["DOCKER_BUILDKIT".into()]),
+                "is not KEY=value",
+            ),
+            (
+                "env with comma",
+                Box::new(|r| r[1].environment = vec!["A=1,B=2".into()]),
+                "comma-separated",
+            ),
+            (
+                "env empty key",
+                Box::new(|r| r[1].environment = vec!["=1".into()]),
+                "is not KEY=value",
+            ),
+            (
+                "env control",
+                Box::new(|r| r[1].environment = vec!["A=1\n".into()]),
+                "is not KEY=value",
+            ),
+            (
+                "env space",
+                Box::new(|r| r[1].environment = vec![" A=1".into()]),
+                "is not KEY=value",
+            ),
+            (
+                "env driver",
+                Box::new(|r| r[1].environment = vec!["DOCKER_DRIVER=vfs".into()]),
+                "set storage_driver instead",
+            ),
+        ];
+        for (what, edit, expected) in cases {
+            let err = refused_runners(&*edit);
+            assert!(err.contains(expected), "{what}: {err}");
+            assert!(!err.contains("hunter2pw"), "{what}: {err}");
+        }
+        let mut profile = Profile::parse(TWO_RUNNERS, "t").expect("parse");
+        profile.network.ca_files = vec!["/etc/ssl/corp.pem".into()];
+        profile.validate().expect("one GitLab host");
+        profile.runners[1].url = "https://other.example.com/".into();
+        let err = profile.validate().expect_err("two hosts").to_string();
+        assert!(err.contains("different GitLab hosts"), "{err}");
+    }
+
+    #[test]
+    fn listed_runner_values_of_the_wrong_type_or_range_name_the_key() {
+        for (value, key) in [
+            ("limit = -1", "limit"),
+            ("limit = 4294967296", "limit"),
+            ("limit = \"2\"", "limit"),
+            ("tags = \"docker\"", "tags"),
+            ("environment = \"A=1\"", "environment"),
+            ("token_env = 5", "token_env"),
+            ("token = \"GR1348941inlineTokenValue\"", "token"),
+        ] {
+            let text = format!("[[runners]]\nname = \"build\"\n{value}\n");
+            let err = Profile::parse(&text, "t.toml")
+                .expect_err(value)
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("t.toml"),
+                "{value}: {err}"
+            );
+        }
+        let err = Profile::parse("runners = 3\n", "t.toml")
+            .expect_err("not an array")
+            .to_string();
+        assert!(err.contains("runners"), "{err}");
+        // A huge list parses and is checked entry by entry (the profile's
+        // 1 MiB cap bounds it).
+        let many: String = (0..2000)
+            .map(|i| format!("[[runners]]\nname = \"r{i}\"\ntoken_env = \"T{i}\"\n"))
+            .collect();
+        let profile = Profile::parse(&many, "many.toml").expect("parse");
+        profile.validate().expect("2000 distinct runners");
     }
 
     #[test]

@@ -408,7 +408,7 @@ impl FakeHost {
         if let Some(t) = &token {
             self.redactor.add_token(t.expose());
         }
-        Settings { profile, token }
+        Settings::new(profile, token)
     }
 
     pub fn commands(&self) -> Vec<Cmd> {

@@ -290,8 +290,6 @@ fn shape(problem: String) -> EditError {
     }
 }
 
-/// Scheme and host lowercased, trailing slashes dropped; the path keeps its
-/// case (GitLab group paths are case-sensitive in URLs).
 /// `text` without the `[[runners]]` entries for `url` (compared as in
 /// [`find`]) and `name`: unchanged, byte for byte, when there is none; every
 /// other byte of the file (other runners, comments, global keys) kept. A
@@ -334,7 +332,9 @@ pub fn remove_runner(text: &str, url: &str, name: &str) -> Result<String, EditEr
     Ok(doc.to_string())
 }
 
-fn normalize_url(url: &str) -> String {
+/// Scheme and host lowercased, trailing slashes dropped; the path keeps its
+/// case (GitLab group paths are case-sensitive in URLs).
+pub(crate) fn normalize_url(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();

@@ -14,6 +14,8 @@ mod docker_group;
 mod docker_install;
 mod docker_verify;
 mod image_identity;
+#[cfg(test)]
+mod listed_tests;
 pub mod network;
 mod overlay_module;
 mod runner_alive;
@@ -67,16 +69,84 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub profile: Profile,
+    /// The single `[runner]`'s token (RUNNER_TOKEN or --token-file).
     pub token: Option<Token>,
+    /// Each `[[runners]]` entry's token, in profile order (`None`: its
+    /// source holds none).
+    pub runner_tokens: Vec<Option<Token>>,
+}
+
+/// A runner the profile wants on this host: the single `[runner]` or one
+/// `[[runners]]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct WantedRunner<'a> {
+    pub url: &'a str,
+    pub name: String,
+    pub executor: &'a str,
+    pub tags: &'a [String],
+    pub limit: u32,
+    pub environment: &'a [String],
+    pub token: Option<&'a Token>,
+    /// Where the token comes from, for a `[[runners]]` entry (`None`: the
+    /// single runner's RUNNER_TOKEN or --token-file).
+    pub token_source: Option<String>,
 }
 
 impl Settings {
+    /// Settings for `profile` with the single runner's `token` (tests and
+    /// callers without `[[runners]]` tokens).
+    pub fn new(profile: Profile, token: Option<Token>) -> Self {
+        Self {
+            profile,
+            token,
+            runner_tokens: Vec::new(),
+        }
+    }
+
     /// The runner's name: the profile's, or the host name.
     pub fn runner_name(&self, host: &Host) -> Result<String> {
         if !self.profile.runner.name.is_empty() {
             return Ok(self.profile.runner.name.clone());
         }
         host.hostname()
+    }
+
+    /// The profile lists its runners (`[[runners]]`) instead of the single `[runner]`.
+    pub fn listed(&self) -> bool {
+        !self.profile.runners.is_empty()
+    }
+
+    /// Every runner the profile wants, in profile order.
+    pub fn wanted_runners(&self, host: &Host) -> Result<Vec<WantedRunner<'_>>> {
+        if !self.listed() {
+            let runner = &self.profile.runner;
+            return Ok(vec![WantedRunner {
+                url: &runner.url,
+                name: self.runner_name(host)?,
+                executor: &runner.executor,
+                tags: &runner.tags,
+                limit: 0,
+                environment: &[],
+                token: self.token.as_ref(),
+                token_source: None,
+            }]);
+        }
+        Ok(self
+            .profile
+            .runners
+            .iter()
+            .enumerate()
+            .map(|(i, r)| WantedRunner {
+                url: &r.url,
+                name: r.name.clone(),
+                executor: &r.executor,
+                tags: &r.tags,
+                limit: r.limit,
+                environment: &r.environment,
+                token: self.runner_tokens.get(i).and_then(Option::as_ref),
+                token_source: Some(r.token_source()),
+            })
+            .collect())
     }
 }
 

@@ -90,7 +90,8 @@ pub fn runner_ca_file(settings: &Settings) -> Option<String> {
     if settings.profile.network.ca_files.is_empty() {
         return None;
     }
-    network::certs_dir_host(&settings.profile.runner.url).map(|h| format!("{RUNNER_CERTS}/{h}.crt"))
+    network::certs_dir_host(settings.profile.gitlab_url())
+        .map(|h| format!("{RUNNER_CERTS}/{h}.crt"))
 }
 
 /// Validates `[network]` against the host and points the tool's own HTTP
@@ -399,7 +400,7 @@ impl Step for Network {
                 "not asked"
             }),
         );
-        let url = &settings.profile.runner.url;
+        let url = settings.profile.gitlab_url();
         if host.live && ca && url.starts_with("https://") {
             match host.reachable(url, Duration::from_secs(15)) {
                 Ok(()) => host.detail("gitlab_tls", json!("trusted")),

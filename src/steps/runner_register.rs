@@ -2,10 +2,11 @@
 
 use anyhow::Result;
 
-use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId};
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId, WantedRunner};
 use crate::edit::runner_config;
 use crate::host::Host;
 use crate::host::command::Cmd;
+use crate::secret::Token;
 
 const ID: StepId = StepId::RunnerRegister;
 
@@ -76,8 +77,8 @@ fn register_with_retries(host: &Host, cmd: Cmd, url: &str) -> Result<()> {
     unreachable!("the loop returns")
 }
 
-fn describe_flow(settings: &Settings) -> &'static str {
-    match &settings.token {
+fn describe_flow(token: Option<&Token>) -> &'static str {
+    match token {
         Some(t) if t.is_authentication_token() => "runner authentication token",
         _ => "registration token",
     }
@@ -89,6 +90,9 @@ impl Step for RunnerRegister {
     }
 
     fn preflight(&self, host: &Host, settings: &Settings, _mode: Mode) -> Result<()> {
+        if settings.listed() {
+            return preflight_listed(host, settings);
+        }
         runners(host)?;
         // The name it would register under, before anything is installed.
         settings.runner_name(host)?;
@@ -103,6 +107,9 @@ impl Step for RunnerRegister {
     }
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
+        if settings.listed() {
+            return check_listed(host, settings);
+        }
         let runner = &settings.profile.runner;
         let name = settings.runner_name(host)?;
         let existing = runners(host)?.unwrap_or_default();
@@ -140,7 +147,7 @@ impl Step for RunnerRegister {
             "register runner {name} at {} (executor {}, with a {})",
             runner.url,
             runner.executor,
-            describe_flow(settings)
+            describe_flow(settings.token.as_ref())
         );
         if !others.is_empty() {
             let names: Vec<String> = others.iter().map(|r| format!("{:?}", r.name)).collect();
@@ -175,55 +182,215 @@ impl Step for RunnerRegister {
     }
 
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
-        let runner = &settings.profile.runner;
-        let name = settings.runner_name(host)?;
-        let token = settings
-            .token
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("registering needs a token"))?;
-        host.progress(&format!("gitlab-runner register {name}"));
-        let mut cmd = Cmd::new("gitlab-runner").args([
-            "register",
-            "--non-interactive",
-            "--config",
-            CONFIG_TOML,
-            "--url",
-            &runner.url,
-            "--name",
-            &name,
-            "--executor",
-            &runner.executor,
-        ]);
-        if let Some(ca) = super::network::runner_ca_file(settings) {
-            cmd = cmd.args(["--tls-ca-file", ca.as_str()]);
+        if settings.listed() {
+            return apply_listed(host, settings);
         }
-        // Registration reaches GitLab through the proxy (Go reads these).
-        for (name, value) in super::network::proxy(settings).variables() {
-            cmd = cmd.env(name, value);
-        }
-        if !runner.tags.is_empty() {
-            cmd = cmd.args(["--tag-list".to_string(), runner.tags.join(",")]);
-        }
-        // The token travels in the child's environment, never on its argv
-        // (argv is world-readable in /proc and `ps`).
-        cmd = if token.is_authentication_token() {
-            cmd.env("CI_SERVER_TOKEN", token.expose())
-        } else {
-            cmd.env("REGISTRATION_TOKEN", token.expose())
-        };
-        register_with_retries(host, cmd, &runner.url)?;
-        host.note(|r| {
-            r.runners.insert(crate::receipt::RunnerRef {
-                url: runner.url.clone(),
-                name: name.clone(),
-            });
-        });
-        Ok(vec![format!(
-            "registered runner {name} at {} with a {}",
-            runner.url,
-            describe_flow(settings)
-        )])
+        let wanted = settings.wanted_runners(host)?;
+        let wanted = wanted
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no runner to register"))?;
+        Ok(vec![register(host, settings, wanted)?])
     }
+}
+
+/// `gitlab-runner register` for one runner; records it for `remove`.
+fn register(host: &Host, settings: &Settings, runner: &WantedRunner<'_>) -> Result<String> {
+    let name = &runner.name;
+    let token = runner
+        .token
+        .ok_or_else(|| anyhow::anyhow!("registering needs a token"))?;
+    host.progress(&format!("gitlab-runner register {name}"));
+    let mut cmd = Cmd::new("gitlab-runner").args([
+        "register",
+        "--non-interactive",
+        "--config",
+        CONFIG_TOML,
+        "--url",
+        runner.url,
+        "--name",
+        name,
+        "--executor",
+        runner.executor,
+    ]);
+    if let Some(ca) = super::network::runner_ca_file(settings) {
+        cmd = cmd.args(["--tls-ca-file", ca.as_str()]);
+    }
+    // Registration reaches GitLab through the proxy (Go reads these).
+    for (name, value) in super::network::proxy(settings).variables() {
+        cmd = cmd.env(name, value);
+    }
+    if !runner.tags.is_empty() {
+        cmd = cmd.args(["--tag-list".to_string(), runner.tags.join(",")]);
+    }
+    if runner.limit > 0 {
+        cmd = cmd.args(["--limit".to_string(), runner.limit.to_string()]);
+    }
+    // The runner's variables may be secrets: in the environment, which
+    // register reads comma-separated (validation refuses commas), not on
+    // argv.
+    if !runner.environment.is_empty() {
+        cmd = cmd.env("RUNNER_ENV", runner.environment.join(","));
+    }
+    // The token travels in the child's environment, never on its argv
+    // (argv is world-readable in /proc and `ps`).
+    cmd = if token.is_authentication_token() {
+        cmd.env("CI_SERVER_TOKEN", token.expose())
+    } else {
+        cmd.env("REGISTRATION_TOKEN", token.expose())
+    };
+    register_with_retries(host, cmd, runner.url)?;
+    host.note(|r| {
+        r.runners.insert(crate::receipt::RunnerRef {
+            url: runner.url.to_string(),
+            name: name.clone(),
+        });
+    });
+    Ok(format!(
+        "registered runner {name} at {} with a {}",
+        runner.url,
+        describe_flow(Some(token))
+    ))
+}
+
+/// `[[runners]]`: config.toml readable, no tags with a `glrt-` token, and
+/// the runners of config.toml the profile does not list reported (they are
+/// left as they are: taking a runner away is `remove`'s or the operator's).
+fn preflight_listed(host: &Host, settings: &Settings) -> Result<()> {
+    let existing = runners(host)?.unwrap_or_default();
+    let wanted = settings.wanted_runners(host)?;
+    for runner in &wanted {
+        let authentication = runner.token.is_some_and(Token::is_authentication_token);
+        if authentication && !runner.tags.is_empty() {
+            return Err(crate::Error::Runners(format!(
+                "runner {:?}: tags cannot be set when registering with a runner authentication token (glrt-…): GitLab keeps them on the server; set them in the runner's settings in GitLab, or remove this entry's tags",
+                runner.name
+            ))
+            .into());
+        }
+    }
+    for unlisted in unlisted(&existing, &wanted) {
+        host.warn(
+            ID.as_str(),
+            &format!(
+                "runner {:?} at {} is in {CONFIG_TOML} but not in the profile: left as it is (unregister it with `gitlab-runner unregister --name {:?}` if it should go)",
+                unlisted.name, unlisted.url, unlisted.name
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The runners of config.toml that no profile runner matches (URL and name).
+fn unlisted<'a>(
+    existing: &'a [runner_config::Runner],
+    wanted: &[WantedRunner<'_>],
+) -> Vec<&'a runner_config::Runner> {
+    existing
+        .iter()
+        .filter(|r| {
+            !wanted
+                .iter()
+                .any(|w| runner_config::find(std::slice::from_ref(*r), w.url, &w.name).is_some())
+        })
+        .collect()
+}
+
+/// `[[runners]]`: pending for each listed runner not in config.toml that
+/// has a token; those without one are skipped (failed with
+/// require_registration), or left to the instance in an image.
+fn check_listed(host: &Host, settings: &Settings) -> Result<State> {
+    let existing = runners(host)?.unwrap_or_default();
+    let require = settings.profile.runner.require_registration;
+    let mut changes = Vec::new();
+    let mut without_token = Vec::new();
+    let mut at_boot = false;
+    for runner in settings.wanted_runners(host)? {
+        if runner_config::find(&existing, runner.url, &runner.name).is_some() {
+            continue;
+        }
+        let source = runner.token_source.clone().unwrap_or_default();
+        match runner.token {
+            Some(token) => {
+                let mut change = format!(
+                    "register runner {} at {} (executor {}",
+                    runner.name, runner.url, runner.executor
+                );
+                if !runner.tags.is_empty() {
+                    change.push_str(&format!(", tags {}", runner.tags.join(",")));
+                }
+                if runner.limit > 0 {
+                    change.push_str(&format!(", limit {}", runner.limit));
+                }
+                if !runner.environment.is_empty() {
+                    let keys: Vec<&str> = runner
+                        .environment
+                        .iter()
+                        .filter_map(|e| e.split_once('=').map(|(k, _)| k))
+                        .collect();
+                    change.push_str(&format!(", environment {}", keys.join(" ")));
+                }
+                change.push_str(&format!(", with a {})", describe_flow(Some(token))));
+                changes.push(Change::new(change));
+            }
+            None if !host.live => at_boot = true,
+            None if require => {
+                return Err(crate::Error::ListedRegistrationRequired {
+                    name: runner.name.clone(),
+                    url: runner.url.to_string(),
+                    from: source,
+                }
+                .into());
+            }
+            None => without_token.push(format!(
+                "{} at {} (no token in its {source})",
+                runner.name, runner.url
+            )),
+        }
+    }
+    if !changes.is_empty() {
+        return Ok(State::Pending(changes));
+    }
+    if !without_token.is_empty() {
+        let why = format!(
+            "not registered: {}; put each token where its entry's token_env or token_file says, then run apply again",
+            without_token.join("; ")
+        );
+        host.warn(ID.as_str(), &why);
+        return Ok(State::Skipped(why));
+    }
+    if at_boot {
+        return Ok(State::NotApplicable(
+            "image (--root): the instance registers at boot".to_string(),
+        ));
+    }
+    Ok(State::Done)
+}
+
+/// Registers each listed runner that check found pending; one that fails
+/// does not keep the others from registering, and fails the step.
+fn apply_listed(host: &Host, settings: &Settings) -> Result<Vec<String>> {
+    let existing = runners(host)?.unwrap_or_default();
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for runner in settings.wanted_runners(host)? {
+        if runner.token.is_none()
+            || runner_config::find(&existing, runner.url, &runner.name).is_some()
+        {
+            continue;
+        }
+        match register(host, settings, &runner) {
+            Ok(line) => done.push(line),
+            Err(e) => failed.push(format!("runner {}: {e:#}", runner.name)),
+        }
+    }
+    if !failed.is_empty() {
+        let mut message = failed.join("\n");
+        if !done.is_empty() {
+            message.push_str(&format!(" (done: {})", done.join("; ")));
+        }
+        anyhow::bail!(message);
+    }
+    Ok(done)
 }
 
 /// A registration that failed on GitLab's certificate says how to fix it.

@@ -32,8 +32,19 @@ const GITLAB_RUNNER: &str = "/usr/bin/gitlab-runner";
 
 /// The names of this profile's runners in config.toml: the one with its
 /// URL and name, or (a profile without a name) those adopted at its URL;
-/// before registration, the name it will register under.
+/// before registration, the name it will register under. With
+/// `[[runners]]`: each listed runner's name.
 fn runner_names(host: &Host, settings: &Settings) -> Result<Vec<String>> {
+    if settings.listed() {
+        // Every listed runner, registered or to be: a runner the profile
+        // no longer lists is the operator's, as apply leaves it.
+        return Ok(settings
+            .profile
+            .runners
+            .iter()
+            .map(|r| r.name.clone())
+            .collect());
+    }
     let runner = &settings.profile.runner;
     let name = settings.runner_name(host)?;
     let existing = super::runner_register::runners(host)?.unwrap_or_default();

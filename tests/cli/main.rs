@@ -8,6 +8,7 @@
 
 mod corpus;
 mod fake_root;
+mod runners;
 #[path = "../support/stand_in.rs"]
 mod stand_in;
 
@@ -245,7 +246,7 @@ fn bad_input_is_refused_with_a_fix_and_nothing_changes() {
         ),
         (
             vec!["--profile".into(), "shell-podman".into(), "apply".into()],
-            "shell-docker, shell-docker-ce",
+            "shell-docker, shell-docker-ce, shell-docker-fleet",
         ),
         (
             vec!["apply".into(), "--url".into(), "gitlab.example.com".into()],

@@ -42,6 +42,7 @@ const SHIPPED: &[&str] = &[
     "/usr/share/doc/runner-provision/README.md",
     "/usr/share/doc/runner-provision/profiles/shell-docker.toml",
     "/usr/share/doc/runner-provision/profiles/shell-docker-ce.toml",
+    "/usr/share/doc/runner-provision/profiles/shell-docker-fleet.toml",
 ];
 
 pub fn packaged_on(release: &'static str) {

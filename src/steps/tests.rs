@@ -257,6 +257,38 @@ fn secrets_in_config_toml_are_redacted_from_the_start_and_after_registration() {
     );
 }
 
+/// In a plan, a step whose dependency still has work is judged by that
+/// dependency (its own state now says nothing about what apply will find):
+/// on a fresh host, the group membership waits for the runner's package,
+/// the daemon's answers for Docker.
+#[test]
+fn a_plan_reports_steps_after_a_pending_dependency_as_waiting_on_it() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let text = out.captured();
+    assert_eq!(plan.failed, 0, "{text}");
+    let reasons: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_checked" && e["status"] == "pending")
+        .filter_map(|e| Some((e["id"].as_str()?.into(), e["reason"].as_str()?.into())))
+        .collect();
+    for (id, after) in [
+        ("runner-register", "runner-install"),
+        ("docker-group", "runner-install"),
+        ("docker-verify", "docker-install"),
+        // Waiting makes a step pending in turn.
+        ("docker-build", "docker-verify"),
+        ("runner-alive", "runner-register"),
+    ] {
+        assert!(
+            reasons.contains(&(id.into(), format!("after {after}"))),
+            "{id}: {text}"
+        );
+    }
+}
+
 #[test]
 fn malformed_daemon_json_is_refused_before_any_change() {
     let fake = FakeHost::debian12();

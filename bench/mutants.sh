@@ -10,9 +10,14 @@
 #   bench/mutants.sh                      # all three areas
 #   bench/mutants.sh --file src/secret.rs # narrower; any cargo-mutants flag
 #   bench/mutants.sh --list               # only list the mutants
+#   bench/mutants.sh --file 'src/edit/*.rs'   # the pure text edits (fast)
 #
-# Results: target/mutants/mutants.out/{caught,missed,timeout,unviable}.txt.
-# The README's Testing section lists the survivors and why they stay.
+# Results: target/mutants/mutants.out/{caught,missed,timeout,unviable}.txt
+# (MUTANTS_OUTPUT=DIR puts them in DIR/mutants.out, so two runs can share a
+# checkout). The README's Testing section lists the survivors and why they
+# stay. A timeout counts as caught: the mutant made a test hang; the unit
+# tests take 2-15 s here, so MUTANTS_TIMEOUT's 60 s leaves room for a
+# loaded machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo mutants --version >/dev/null 2>&1; then
@@ -26,7 +31,7 @@ for arg in "$@"; do
 done
 exec cargo mutants \
   --jobs "${MUTANTS_JOBS:-1}" \
-  --timeout "${MUTANTS_TIMEOUT:-300}" \
-  --output target/mutants \
+  --timeout "${MUTANTS_TIMEOUT:-60}" \
+  --output "${MUTANTS_OUTPUT:-target/mutants}" \
   "${files[@]}" "$@" \
   -- --lib

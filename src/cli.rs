@@ -13,7 +13,7 @@ use crate::cloud_init;
 use crate::host::Host;
 use crate::host::command::DuctRunner;
 use crate::host::system::RealSystem;
-use crate::profile::{DockerSource, EMBEDDED, Profile};
+use crate::profile::{DockerSource, EMBEDDED, Profile, PruneSchedule};
 use crate::report::{Format, Reporter, Status};
 use crate::secret::{Redactor, TOKEN_ENV, Token};
 use crate::steps::{self, Selection, Settings, StepId};
@@ -193,6 +193,19 @@ struct SettingsArgs {
         env = "RUNNER_PROVISION_LISTEN_ADDRESS"
     )]
     listen_address: Option<String>,
+    /// How often a timer runs `runner-provision prune` with this profile's [prune] settings
+    #[arg(long, value_enum, env = "RUNNER_PROVISION_PRUNE_SCHEDULE")]
+    prune_schedule: Option<PruneSchedule>,
+    /// Prune (by the timer) only above this use of Docker's filesystem, in percent
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        env = "RUNNER_PROVISION_PRUNE_ABOVE_PERCENT"
+    )]
+    prune_above_percent: Option<u64>,
+    /// Prune (by the timer) only what is older than this: 72h, 3d, 90m, 1h30m
+    #[arg(long, value_name = "AGE", env = "RUNNER_PROVISION_PRUNE_OLDER_THAN")]
+    prune_older_than: Option<String>,
     /// Read the runner token from this file (else from RUNNER_TOKEN)
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
@@ -479,6 +492,16 @@ impl SettingsArgs {
         }
         if let Some(secs) = self.shutdown_timeout {
             runner.shutdown_timeout = secs;
+        }
+        let prune = &mut profile.prune;
+        if let Some(schedule) = self.prune_schedule {
+            prune.schedule = schedule;
+        }
+        if let Some(percent) = self.prune_above_percent {
+            prune.above_percent = percent;
+        }
+        if let Some(age) = &self.prune_older_than {
+            prune.older_than.clone_from(age);
         }
         let docker = &mut profile.docker;
         if let Some(source) = self.docker_source {

@@ -299,10 +299,14 @@ impl Network {
     }
 }
 
-/// Disk hygiene: what `runner-provision prune` removes, and when.
+/// Disk hygiene: what `runner-provision prune` removes, when, and the
+/// optional timer that runs it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Prune {
+    /// How often a systemd timer (a cron.d entry without systemd) runs
+    /// `runner-provision prune` with these settings; `off`: no timer.
+    pub schedule: PruneSchedule,
     /// Prune only when the filesystem holding Docker's data root is more
     /// than this full (percent of its space; 0: whenever anything is used).
     pub above_percent: u64,
@@ -316,6 +320,7 @@ pub const DEFAULT_PRUNE_OLDER_THAN: &str = "72h";
 impl Default for Prune {
     fn default() -> Self {
         Self {
+            schedule: PruneSchedule::Off,
             above_percent: DEFAULT_PRUNE_ABOVE_PERCENT,
             older_than: DEFAULT_PRUNE_OLDER_THAN.to_string(),
         }
@@ -338,6 +343,20 @@ impl Prune {
             Error::BadAge { value, reason }
         })
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneSchedule {
+    /// No timer: run `runner-provision prune` yourself.
+    #[default]
+    Off,
+    /// Every hour.
+    Hourly,
+    /// Every day.
+    Daily,
+    /// Every week.
+    Weekly,
 }
 
 /// The longest age accepted: ten years, in seconds. Past it nothing would

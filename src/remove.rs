@@ -19,7 +19,7 @@ use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::receipt::{self, Receipt};
 use crate::report::{Counts, Reporter, Status, StepReport};
-use crate::steps::{CONFIG_TOML, Mode, shutdown_unregister};
+use crate::steps::{CONFIG_TOML, Mode, prune_schedule, shutdown_unregister};
 
 pub struct Options {
     pub dry_run: bool,
@@ -202,6 +202,9 @@ fn files(host: &Host, receipt: &mut Receipt, options: &Options) -> Result<Part> 
         part.changes.push(format!("remove {path}"));
         if options.dry_run {
             continue;
+        }
+        if path == prune_schedule::TIMER {
+            prune_schedule::stop_and_disable(host)?;
         }
         if path == shutdown_unregister::UNIT {
             host.run(Cmd::new("systemctl").args(["disable", shutdown_unregister::UNIT_NAME]))?;

@@ -685,6 +685,41 @@ impl FakeRunner {
                     timed_out: false,
                 }
             }
+            ["systemctl", "enable", unit] if unit.ends_with(".timer") => {
+                write(
+                    &self.root,
+                    &format!("/etc/systemd/system/timers.target.wants/{unit}"),
+                    "",
+                );
+                ok("")
+            }
+            ["systemctl", "disable", unit] if unit.ends_with(".timer") => {
+                let _ = fs::remove_file(
+                    self.root
+                        .join("etc/systemd/system/timers.target.wants")
+                        .join(unit),
+                );
+                ok("")
+            }
+            // Timers run while /run/fake-active/UNIT exists.
+            ["systemctl", "start", unit] if unit.ends_with(".timer") => {
+                write(&self.root, &format!("/run/fake-active/{unit}"), "");
+                ok("")
+            }
+            ["systemctl", "stop", unit] if unit.ends_with(".timer") => {
+                let _ = fs::remove_file(self.root.join("run/fake-active").join(unit));
+                ok("")
+            }
+            ["systemctl", "is-active", "--quiet", unit] if unit.ends_with(".timer") => {
+                if self.root.join("run/fake-active").join(unit).exists() {
+                    ok("")
+                } else {
+                    Output {
+                        code: Some(3),
+                        ..Output::default()
+                    }
+                }
+            }
             ["systemctl", "enable", unit] => {
                 write(
                     &self.root,

@@ -20,6 +20,7 @@ pub mod network;
 pub mod openpgp;
 pub mod os_release;
 pub mod pem;
+pub mod prune_schedule;
 pub mod runner_config;
 pub mod runner_globals;
 pub mod shutdown_unit;

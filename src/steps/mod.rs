@@ -18,6 +18,7 @@ mod image_identity;
 mod listed_tests;
 pub mod network;
 mod overlay_module;
+pub mod prune_schedule;
 mod runner_alive;
 mod runner_globals;
 mod runner_install;
@@ -199,6 +200,8 @@ registry! {
     DockerDriver = "docker-driver" => docker_driver::DockerDriver,
     /// With unregister_on_shutdown: a unit unregisters this host's runners at shutdown
     ShutdownUnregister = "shutdown-unregister" => shutdown_unregister::ShutdownUnregister,
+    /// With [prune] schedule: a timer (cron.d without systemd) runs `runner-provision prune`
+    PruneSchedule = "prune-schedule" => prune_schedule::PruneScheduleStep,
     /// `docker info` as the runner's account answers with the expected driver
     DockerVerify = "docker-verify" => docker_verify::DockerVerify,
     /// A throwaway image built FROM scratch as a shell-executor job would build it

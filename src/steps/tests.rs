@@ -18,12 +18,13 @@ const AUTH: &str = "glrt-auth.TokenValue0123456789";
 /// `[network]` to apply (its own tests cover it), docker-verify,
 /// docker-build and runner-alive only check, image-identity has nothing to
 /// do on a live host (its own tests cover images), shutdown-unregister is
-/// off by default, runner-globals has no `[global]` to set (its own tests
-/// cover it).
-const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 7] = [
+/// off by default, and so is prune-schedule; runner-globals has no
+/// `[global]` to set (its own tests cover it).
+const NOTHING_TO_DO_ON_A_FRESH_HOST: [StepId; 8] = [
     StepId::Network,
     StepId::RunnerGlobals,
     StepId::ShutdownUnregister,
+    StepId::PruneSchedule,
     StepId::DockerVerify,
     StepId::DockerBuild,
     StepId::ImageIdentity,
@@ -1616,6 +1617,8 @@ fn runner_alive_without_network_is_skipped_not_failed() {
 fn every_built_in_profile_plans_and_converges_on_a_fresh_host() {
     for (name, text) in crate::profile::EMBEDDED {
         let fake = FakeHost::debian12();
+        // Where the package installs the tool (a prune timer runs it from there).
+        fake.write("/usr/bin/runner-provision", "#!/bin/sh\n");
         let mut settings = fake.settings(Some(LEGACY));
         let local = settings.profile.runner.repository.clone();
         settings.profile = crate::profile::Profile::parse(text, name).expect(name);

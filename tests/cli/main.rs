@@ -131,7 +131,7 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     // Offline root: docker-verify, docker-build and runner-alive are skipped; verify
     // counts no changes.
     assert!(
-        out.stdout.contains("summary: 11 ok, 3 skipped, 0 failed"),
+        out.stdout.contains("summary: 12 ok, 3 skipped, 0 failed"),
         "{out}"
     );
 }
@@ -919,6 +919,30 @@ fn prune_refuses_bad_settings_and_a_root_tree_before_any_change() {
     assert!(out.stdout.contains("\"event\":\"error\""), "{out}");
     let out = run_binary(&["prune".into(), "--detailed-exitcode".into()], None, &[]);
     assert_eq!(out.code, 2, "--detailed-exitcode needs --dry-run: {out}");
+    // The timer's settings on apply and plan: checked the same way.
+    let out = tree.run(&["plan", "--prune-schedule", "minutely"], None, &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("hourly, daily, weekly"), "{out}");
+    let out = tree.run(
+        &[
+            "plan",
+            "--prune-schedule",
+            "daily",
+            "--prune-older-than",
+            "1d\u{1b}[2J",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("1d\\u{1b}[2J"), "{out}");
+    let out = tree.run(
+        &["plan"],
+        None,
+        &[("RUNNER_PROVISION_PRUNE_ABOVE_PERCENT", "101")],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("0 to 99"), "{out}");
     assert_eq!(tree.snapshot(), before);
     assert!(tree.log().is_empty());
 }

@@ -131,6 +131,12 @@ struct SettingsArgs {
     /// Seconds docker-verify waits for the daemon to answer
     #[arg(long, value_name = "SECS")]
     verify_timeout: Option<u64>,
+    /// Pin GitLab Runner to this release (17.5.0) and hold it
+    #[arg(long, value_name = "VERSION", env = "RUNNER_PROVISION_RUNNER_VERSION")]
+    runner_version: Option<String>,
+    /// Pin Docker Engine to this apt version and hold it
+    #[arg(long, value_name = "VERSION", env = "RUNNER_PROVISION_DOCKER_VERSION")]
+    docker_version: Option<String>,
     /// Do not build the throwaway image that docker-build uses to prove a job can build
     #[arg(long)]
     skip_build: bool,
@@ -493,6 +499,9 @@ impl SettingsArgs {
         if let Some(secs) = self.shutdown_timeout {
             runner.shutdown_timeout = secs;
         }
+        if let Some(version) = &self.runner_version {
+            runner.version.clone_from(version);
+        }
         let prune = &mut profile.prune;
         if let Some(schedule) = self.prune_schedule {
             prune.schedule = schedule;
@@ -521,6 +530,9 @@ impl SettingsArgs {
         }
         if let Some(secs) = self.verify_timeout {
             docker.verify_timeout = secs;
+        }
+        if let Some(version) = &self.docker_version {
+            docker.version.clone_from(version);
         }
         if self.skip_build {
             docker.build_check = false;

@@ -72,6 +72,17 @@ pub enum Error {
         "the profile's [global] listen_address (--listen-address) `{value}` {reason}: give host:port, such as 127.0.0.1:9252 (GitLab Runner's metrics port; \":9252\" listens on every interface), or \"\" for no metrics server"
     )]
     BadListenAddress { value: String, reason: String },
+    #[error("the profile's {what} `{value}` cannot be a version pin: {reason}; give {example}")]
+    BadVersion {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+        example: &'static str,
+    },
+    #[error(
+        "the profile pins runner.version `{version}` but says install = \"present\", where the tool installs nothing: remove the pin, or set install = \"package-repo\""
+    )]
+    PinWithoutInstall { version: String },
     #[error("the profile's {what} `{value}` is not one of {allowed}")]
     BadSetting {
         what: &'static str,

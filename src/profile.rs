@@ -64,6 +64,12 @@ pub struct Runner {
     /// Seconds running jobs may take to finish when the runner stops.
     #[serde(skip_serializing_if = "is_default_shutdown_timeout")]
     pub shutdown_timeout: u64,
+    /// Pin: exactly this GitLab Runner release ("17.5.0", apt version
+    /// 17.5.0-1; a version with its revision is used as it is), with its
+    /// helper-images package from 17.7 on, both held. Empty: the
+    /// repository's newest, not held.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 300;
@@ -85,6 +91,7 @@ impl Default for Runner {
             require_registration: false,
             unregister_on_shutdown: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            version: String::new(),
         }
     }
 }
@@ -212,6 +219,10 @@ pub struct Docker {
     /// Docker's apt repository for `source = "docker-ce"`; default: Docker's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<Repository>,
+    /// Pin: the engine and its client at exactly this apt version (as
+    /// `apt-cache madison docker.io` lists it), held. Empty: the newest, not held.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 impl Default for Docker {
@@ -226,6 +237,7 @@ impl Default for Docker {
             build_check: true,
             replace_engine: false,
             repository: None,
+            version: String::new(),
         }
     }
 }
@@ -615,6 +627,7 @@ impl Profile {
             });
         }
         self.validate_global()?;
+        self.validate_versions()?;
         for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
             {
@@ -769,6 +782,44 @@ impl Profile {
                     "[network] ca_files is set and the runners use different GitLab hosts: the CA is installed for one GitLab host, so list runners of one GitLab instance (or give no CA)".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Version pins: what apt takes as `package=version` and nothing else.
+    fn validate_versions(&self) -> Result<(), Error> {
+        for (what, version, example) in [
+            (
+                "runner.version (--runner-version)",
+                &self.runner.version,
+                "a GitLab Runner release such as 17.5.0 (apt version 17.5.0-1), or an apt version as `apt-cache madison gitlab-runner` lists it",
+            ),
+            (
+                "docker.version (--docker-version)",
+                &self.docker.version,
+                "an apt version as `apt-cache madison docker.io` (or docker-ce) lists it, such as 20.10.24+dfsg1-1+deb12u1 or 5:27.3.1-1~debian.12~bookworm",
+            ),
+        ] {
+            if version.is_empty() {
+                continue;
+            }
+            if let Err(reason) = crate::edit::deb_version::check(version) {
+                let mut value = version.escape_debug().to_string();
+                if value.len() > 64 {
+                    value = format!("{}…", value.chars().take(64).collect::<String>());
+                }
+                return Err(Error::BadVersion {
+                    what,
+                    value,
+                    reason,
+                    example,
+                });
+            }
+        }
+        if !self.runner.version.is_empty() && self.runner.install == Install::Present {
+            return Err(Error::PinWithoutInstall {
+                version: self.runner.version.clone(),
+            });
         }
         Ok(())
     }
@@ -1482,6 +1533,54 @@ mod tests {
         // Defaults are not written out: profiles without [prune] stay as they were.
         let text = toml::to_string(&Profile::default()).expect("toml");
         assert!(!text.contains("[prune]"), "{text}");
+    }
+
+    #[test]
+    fn version_pins_parse_and_hostile_ones_are_refused() {
+        let profile = Profile::parse(
+            "[runner]\nversion = \"17.5.0\"\n[docker]\nversion = \"5:27.3.1-1~debian.12~bookworm\"\n",
+            "t.toml",
+        )
+        .expect("parse");
+        profile.validate().expect("valid pins");
+        assert_eq!(profile.runner.version, "17.5.0");
+        // No pin is the default, and is not written back out.
+        let text = toml::to_string(&Profile::default()).expect("serialize");
+        assert!(!text.contains("version"), "{text}");
+        for (toml, why) in [
+            ("[runner]\nversion = 17\n", "invalid type"),
+            ("[runner]\nversion = [\"17.5.0\"]\n", "invalid type"),
+            ("[docker]\nversion = true\n", "invalid type"),
+            ("[runner]\nversoin = \"17.5.0\"\n", "versoin"),
+        ] {
+            let err = Profile::parse(toml, "t.toml").expect_err(toml).to_string();
+            assert!(err.contains(why) && err.contains("t.toml"), "{toml}: {err}");
+        }
+        let huge = "1".repeat(10_000);
+        for (runner, docker, why) in [
+            ("17.5.0 ", "", "spaces"),
+            ("\t17.5.0", "", "control"),
+            ("17.5.0\u{0}", "", "control"),
+            ("gitlab-runner=17.5.0", "", "`=`"),
+            (huge.as_str(), "", "128"),
+            ("", "27.3.1|sh", "character"),
+            ("", "~1", "digit"),
+        ] {
+            let err = refused(|p| {
+                p.runner.version = runner.into();
+                p.docker.version = docker.into();
+            });
+            assert!(
+                err.contains(why) && err.contains("version pin"),
+                "{runner:?} {docker:?}: {err}"
+            );
+            assert!(err.len() < 1_000, "long values are cut: {err}");
+        }
+        let err = refused(|p| {
+            p.runner.version = "17.5.0".into();
+            p.runner.install = Install::Present;
+        });
+        assert!(err.contains("install = \"package-repo\""), "{err}");
     }
 
     #[test]

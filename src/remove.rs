@@ -292,6 +292,17 @@ fn packages(host: &Host, receipt: &mut Receipt, options: &Options) -> Result<Par
         ));
         return Ok(part);
     }
+    // A held package (a version pin) is one apt refuses to remove.
+    let mut held = Vec::new();
+    for package in &installed {
+        if host.packages()?.held(host, package)? {
+            held.push(package.as_str());
+        }
+    }
+    if !held.is_empty() {
+        part.changes
+            .push(format!("release the hold on {}", held.join(" ")));
+    }
     part.changes
         .push(format!("purge packages {}", installed.join(" ")));
     part.kept
@@ -299,6 +310,7 @@ fn packages(host: &Host, receipt: &mut Receipt, options: &Options) -> Result<Par
     if options.dry_run {
         return Ok(part);
     }
+    host.packages()?.unhold(host, "packages", &held)?;
     let names: Vec<&str> = installed.iter().map(String::as_str).collect();
     host.packages()?.purge(host, "packages", &names)?;
     for package in &installed {

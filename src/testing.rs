@@ -16,7 +16,7 @@ use crate::change::Change;
 use crate::host::Host;
 use crate::host::command::{Cmd, Output, Runner};
 use crate::host::http::HttpNetwork;
-use crate::host::packages::{PackageManager, Source};
+use crate::host::packages::{Package, PackageManager, Source};
 use crate::host::system::System;
 use crate::profile::Profile;
 use crate::report::{Format, Reporter};
@@ -104,9 +104,15 @@ pub struct PackageLog {
     pub installed: BTreeSet<String>,
     /// Names of the repositories made available.
     pub repositories: Vec<String>,
-    /// Each install's packages: one entry per transaction.
+    /// Installed versions (an install without a version gets "1").
+    pub versions: BTreeMap<String, String>,
+    pub held: BTreeSet<String>,
+    /// Each install's packages (`name` or `name=version`): one entry per transaction.
     pub transactions: Vec<Vec<String>>,
+    /// Index updates: one per `prepare`.
     pub refreshes: usize,
+    /// Each `hold` and `unhold` call's packages, with the action.
+    pub marks: Vec<(&'static str, Vec<String>)>,
 }
 
 impl FakePackages {
@@ -138,25 +144,67 @@ impl PackageManager for FakePackages {
         )
     }
 
-    fn ensure_repository(&self, _host: &Host, _step: &str, source: &Source) -> Result<Vec<String>> {
+    fn prepare(&self, _host: &Host, _step: &str, sources: &[Source]) -> Result<Vec<Vec<String>>> {
         let mut log = self.log();
-        if log.repositories.iter().any(|r| r == source.name) {
-            return Ok(Vec::new());
+        log.refreshes += 1;
+        let mut done = Vec::new();
+        for source in sources {
+            if log.repositories.iter().any(|r| r == source.name) {
+                done.push(Vec::new());
+            } else {
+                log.repositories.push(source.name.to_string());
+                done.push(vec![format!("added the repository {}", source.name)]);
+            }
         }
-        log.repositories.push(source.name.to_string());
-        Ok(vec![format!("added the repository {}", source.name)])
+        Ok(done)
     }
 
-    fn refresh(&self, _host: &Host, _step: &str) -> Result<()> {
-        self.log().refreshes += 1;
+    fn install(&self, _host: &Host, _step: &str, packages: &[Package]) -> Result<()> {
+        let mut log = self.log();
+        log.transactions.push(
+            packages
+                .iter()
+                .map(|p| match &p.version {
+                    Some(v) => format!("{}={v}", p.name),
+                    None => p.name.clone(),
+                })
+                .collect(),
+        );
+        for p in packages {
+            log.installed.insert(p.name.clone());
+            let version = p.version.clone().unwrap_or_else(|| "1".to_string());
+            log.versions.insert(p.name.clone(), version);
+        }
         Ok(())
     }
 
-    fn install(&self, _host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+    fn version(&self, _host: &Host, package: &str) -> Result<Option<String>> {
+        let log = self.log();
+        Ok(log
+            .installed
+            .contains(package)
+            .then(|| log.versions.get(package).cloned().unwrap_or_default()))
+    }
+
+    fn held(&self, _host: &Host, package: &str) -> Result<bool> {
+        Ok(self.log().held.contains(package))
+    }
+
+    fn hold(&self, _host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
         let mut log = self.log();
-        log.transactions
-            .push(packages.iter().map(|p| p.to_string()).collect());
-        log.installed.extend(packages.iter().map(|p| p.to_string()));
+        log.marks
+            .push(("hold", packages.iter().map(|p| p.to_string()).collect()));
+        log.held.extend(packages.iter().map(|p| p.to_string()));
+        Ok(())
+    }
+
+    fn unhold(&self, _host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        let mut log = self.log();
+        log.marks
+            .push(("unhold", packages.iter().map(|p| p.to_string()).collect()));
+        for p in packages {
+            log.held.remove(*p);
+        }
         Ok(())
     }
 
@@ -482,13 +530,52 @@ impl FakeRunner {
         write(&self.root, "/proc/4242/comm", "dockerd\n");
     }
 
-    fn install(&self, package: &str) {
-        append(
-            &self.root,
-            "/var/lib/dpkg/status",
-            &format!("Package: {package}\nStatus: install ok installed\nVersion: 1\n\n"),
-        );
+    /// `package` or `package=version` (version 1 when none is given); a
+    /// package already there gets the new version and keeps its selection.
+    fn install(&self, spec: &str) {
+        let (package, version) = spec.split_once('=').unwrap_or((spec, "1"));
+        let status = read(&self.root, "/var/lib/dpkg/status");
+        let mut want = "install";
+        let mut kept: Vec<&str> = Vec::new();
+        for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
+            if stanza.lines().any(|l| l == format!("Package: {package}")) {
+                if stanza.contains("Status: hold ") {
+                    want = "hold";
+                }
+            } else {
+                kept.push(stanza);
+            }
+        }
+        let mut text: String = kept
+            .iter()
+            .map(|s| format!("{}\n\n", s.trim_end()))
+            .collect();
+        text.push_str(&format!(
+            "Package: {package}\nStatus: {want} ok installed\nVersion: {version}\n\n"
+        ));
+        write(&self.root, "/var/lib/dpkg/status", &text);
         self.configure(package);
+    }
+
+    /// `apt-mark hold|unhold`: dpkg's selection of each package.
+    fn mark(&self, action: &str, packages: &[&str]) {
+        let (from, to) = match action {
+            "hold" => ("Status: install ", "Status: hold "),
+            _ => ("Status: hold ", "Status: install "),
+        };
+        let status = read(&self.root, "/var/lib/dpkg/status");
+        let text: Vec<String> = status
+            .split("\n\n")
+            .map(|stanza| {
+                let name = stanza.lines().find_map(|l| l.strip_prefix("Package: "));
+                if name.is_some_and(|n| packages.contains(&n)) {
+                    stanza.replace(from, to)
+                } else {
+                    stanza.to_string()
+                }
+            })
+            .collect();
+        write(&self.root, "/var/lib/dpkg/status", &text.join("\n\n"));
     }
 
     /// What the package's maintainer scripts do.
@@ -532,6 +619,10 @@ impl FakeRunner {
                 {
                     self.install(p);
                 }
+                ok("")
+            }
+            ["apt-mark", action @ ("hold" | "unhold"), packages @ ..] => {
+                self.mark(action, packages);
                 ok("")
             }
             ["dpkg", "--configure", "-a"] => {
@@ -894,16 +985,22 @@ impl Runner for FakeRunner {
         if let Ok(mut r) = self.recorded.lock() {
             r.commands.push(cmd.clone());
         }
-        if let Some((_, stderr)) = self
+        // A key is a program, or a program and one of its arguments
+        // ("apt-get install"): only such commands fail.
+        let matches = |key: &str| match key.split_once(' ') {
+            Some((program, arg)) => program == cmd.program() && cmd.argv.iter().any(|a| a == arg),
+            None => key == cmd.program(),
+        };
+        if let Some((key, stderr)) = self
             .failing
             .lock()
             .ok()
-            .and_then(|f| f.iter().find(|(p, _)| p == cmd.program()).cloned())
+            .and_then(|f| f.iter().find(|(p, _)| matches(p)).cloned())
         {
             // `once-ok:` succeeds with this stderr (apt's warnings), once.
             if let Some(stderr) = stderr.strip_prefix("once-ok:") {
                 if let Ok(mut f) = self.failing.lock() {
-                    f.retain(|(p, _)| p != cmd.program());
+                    f.retain(|(p, _)| *p != key);
                 }
                 let mut out = ok("");
                 out.stderr = stderr.to_string();
@@ -912,7 +1009,7 @@ impl Runner for FakeRunner {
             // `once:` fails the next such command only.
             if let Some(stderr) = stderr.strip_prefix("once:") {
                 if let Ok(mut f) = self.failing.lock() {
-                    f.retain(|(p, _)| p != cmd.program());
+                    f.retain(|(p, _)| *p != key);
                 }
                 return Ok(fail(stderr));
             }

@@ -4,31 +4,65 @@
 //! The file is a few megabytes on a full host: this scans it once, borrowing
 //! lines, and allocates only for the answer.
 
-/// The `Status:` value (`want flag state`, e.g. `install ok installed`) of
-/// `package`. With several stanzas for the name (multiarch) an installed one
-/// wins, else the first.
-pub fn status(text: &str, package: &str) -> Option<String> {
-    let mut found: Option<&str> = None;
+/// What dpkg records of one package: its `Status:` and `Version:` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub status: String,
+    pub version: Option<String>,
+}
+
+/// The `Status:` and `Version:` of `package`. With several stanzas for the
+/// name (multiarch) an installed one wins, else the first.
+pub fn entry(text: &str, package: &str) -> Option<Entry> {
+    let mut found: Option<(&str, Option<&str>)> = None;
     let mut is_package = false;
     let mut stanza_status: Option<&str> = None;
+    let mut stanza_version: Option<&str> = None;
     // A trailing empty line closes the last stanza.
     for line in text.lines().chain(std::iter::once("")) {
         if line.trim().is_empty() {
             if let Some(status) = stanza_status.filter(|_| is_package) {
                 if state_is_installed(status) {
-                    return Some(status.to_owned());
+                    found = Some((status, stanza_version));
+                    break;
                 }
-                found.get_or_insert(status);
+                found.get_or_insert((status, stanza_version));
             }
             is_package = false;
             stanza_status = None;
+            stanza_version = None;
         } else if let Some(name) = field(line, "Package") {
             is_package = name == package;
         } else if let Some(status) = field(line, "Status") {
             stanza_status = Some(status);
+        } else if let Some(version) = field(line, "Version") {
+            stanza_version = Some(version);
         }
     }
-    found.map(str::to_owned)
+    found.map(|(status, version)| Entry {
+        status: status.to_owned(),
+        version: version.map(str::to_owned),
+    })
+}
+
+/// The `Status:` value (`want flag state`, e.g. `install ok installed`) of
+/// `package`. With several stanzas for the name (multiarch) an installed one
+/// wins, else the first.
+pub fn status(text: &str, package: &str) -> Option<String> {
+    entry(text, package).map(|e| e.status)
+}
+
+/// The version of `package` when it is installed.
+pub fn installed_version(text: &str, package: &str) -> Option<String> {
+    entry(text, package)
+        .filter(|e| state_is_installed(&e.status))
+        .and_then(|e| e.version)
+}
+
+/// Whether `package` is held (`apt-mark hold`: dpkg's selection `hold`):
+/// apt then upgrades it only when told to change held packages.
+pub fn held(text: &str, package: &str) -> bool {
+    entry(text, package).is_some_and(|e| e.status.split_whitespace().next() == Some("hold"))
 }
 
 /// Whether `package` is installed: its state is `installed`, whatever is
@@ -171,6 +205,43 @@ Description: tiny but valid init for containers";
             );
             assert_eq!(installed(STATUS, package), *is_installed, "{package}");
         }
+    }
+
+    #[test]
+    fn versions_and_holds() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            // (package, installed version, held)
+            ("docker.io", Some("20.10.24+dfsg1-1+b3"), false),
+            // Removed, config files kept: no installed version.
+            ("docker-ce", None, false),
+            // Multiarch: the installed stanza's version, the held one's
+            // selection is not the one that counts.
+            ("libc6", Some("2.36-9+deb12u9"), false),
+            ("runc", None, false),
+            // Version before Status in the stanza.
+            ("tini", Some("0.19.0-1"), false),
+            ("gitlab-runner", None, false),
+        ];
+        for (package, version, is_held) in cases {
+            assert_eq!(
+                installed_version(STATUS, package).as_deref(),
+                *version,
+                "{package}"
+            );
+            assert_eq!(held(STATUS, package), *is_held, "{package}");
+        }
+        let text = "Package: gitlab-runner\nStatus: hold ok installed\nVersion: 17.7.0-1\n\nPackage: gitlab-runner-helper-images\nVersion: 17.7.0-1\nStatus: install ok installed\n";
+        assert!(held(text, "gitlab-runner"));
+        assert!(!held(text, "gitlab-runner-helper-images"));
+        assert_eq!(
+            installed_version(text, "gitlab-runner-helper-images").as_deref(),
+            Some("17.7.0-1")
+        );
+        // A stanza without a version (damaged file) has none to report.
+        assert_eq!(
+            installed_version("Package: p\nStatus: install ok installed\n", "p"),
+            None
+        );
     }
 
     #[test]

@@ -448,7 +448,14 @@ fn the_engine_already_there_is_kept_unless_the_profile_asks_to_replace_it() {
         let text = out.captured();
         assert_eq!(plan.pending, 1, "{source:?}: {text}");
         assert!(
-            text.contains(&format!("install {wanted}")),
+            text.contains(&format!(
+                "install {} {wanted}",
+                if wanted.contains(' ') {
+                    "packages"
+                } else {
+                    "package"
+                }
+            )),
             "{source:?}: {text}"
         );
     }
@@ -476,7 +483,7 @@ fn dockers_own_source_by_hand_is_used_for_docker_ce() {
     let text = out.captured();
     assert_eq!((plan.pending, plan.failed), (1, 0), "{text}");
     assert!(
-        text.contains("install docker-ce docker-ce-cli containerd.io"),
+        text.contains("install packages docker-ce docker-ce-cli containerd.io"),
         "{text}"
     );
     assert!(

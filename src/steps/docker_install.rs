@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
+use super::packages::{self, Plan};
 use super::{Change, Mode, Settings, State, Step, StepId, require_tool};
 use crate::edit::os_release::OsRelease;
 use crate::host::Host;
 use crate::host::command::Cmd;
-use crate::host::packages::Source;
+use crate::host::packages::{Package, Source};
 use crate::profile::{DockerSource, Repository};
 
 const ID: StepId = StepId::DockerInstall;
@@ -48,8 +49,20 @@ fn other_engine(source: DockerSource) -> &'static str {
     }
 }
 
+/// The packages a `docker.version` pin applies to: the engine and its
+/// client, built from one source at one version (containerd.io has
+/// versions of its own and is left to apt).
+fn pinned_by_version(package: &str) -> bool {
+    matches!(
+        package,
+        "docker.io" | "docker-cli" | "docker-ce" | "docker-ce-cli"
+    )
+}
+
 struct Found {
-    missing: Vec<&'static str>,
+    /// The profile's packages, pinned where `docker.version` says so;
+    /// empty when the other engine is kept.
+    wanted: Vec<Package>,
     /// The other engine, installed and kept in place of the profile's.
     kept: Option<&'static str>,
     enabled: bool,
@@ -67,18 +80,40 @@ fn probe(host: &Host, settings: &Settings) -> Result<Found> {
     }
     let mut kept = None;
     let other = other_engine(docker.source);
+    let mut wanted: Vec<Package> = packages_for(&host.os.release, docker.source)
+        .into_iter()
+        .map(|name| {
+            if docker.version.is_empty() || !pinned_by_version(name) {
+                Package::any(name)
+            } else {
+                Package::exactly(name, &docker.version)
+            }
+        })
+        .collect();
     if !missing.is_empty() && !docker.replace_engine && packages.installed(host, other)? {
         // Installing the profile's packages would make apt remove the
         // running engine: the one there is Docker Engine for this host.
         missing.clear();
+        wanted.clear();
         kept = Some(other);
     }
     Ok(Found {
-        missing,
+        wanted,
         kept,
         enabled: host.service_enabled("docker")?,
         running: host.live && host.pidfile_running(PIDFILE, "dockerd")?,
     })
+}
+
+/// What docker-install's packages need: the missing ones, a pinned version
+/// to move to, holds.
+fn package_plan(host: &Host, settings: &Settings, found: &Found) -> Result<Plan> {
+    let sources = if settings.profile.docker.source == DockerSource::DockerCe {
+        vec![repo_for(settings)]
+    } else {
+        Vec::new()
+    };
+    packages::plan(host, &found.wanted, sources, "docker.version")
 }
 
 /// Docker's repository: the profile's `[docker.repository]`, or Docker's own.
@@ -101,11 +136,10 @@ impl Step for DockerInstall {
             (true, false) => require_tool(host, "service", "init-system-helpers")?,
         }
         let from_docker = settings.profile.docker.source == DockerSource::DockerCe;
-        if from_docker
-            && host.live
-            && mode != Mode::Verify
-            && !probe(host, settings)?.missing.is_empty()
-        {
+        if from_docker && host.live && mode != Mode::Verify && {
+            let found = probe(host, settings)?;
+            package_plan(host, settings, &found)?.installs()
+        } {
             if let Err(e) = host.packages()?.probe_repository(host, &repo_for(settings)) {
                 if mode == Mode::Plan {
                     host.warn(ID.as_str(), &format!("apply will fail: {e:#}"));
@@ -128,22 +162,27 @@ impl Step for DockerInstall {
                     "{kept} is installed: it is kept as Docker Engine instead of the profile's {wanted} (installing those would make apt remove it); set [docker] replace_engine = true to replace it"
                 ),
             );
+            if !settings.profile.docker.version.is_empty() {
+                host.warn(
+                    ID.as_str(),
+                    &format!(
+                        "docker.version {} is not applied: it pins the profile's engine, and {kept} is kept instead",
+                        settings.profile.docker.version
+                    ),
+                );
+            }
+        }
+        if settings.profile.docker.version.is_empty() {
+            let names = packages_for(&host.os.release, settings.profile.docker.source);
+            let names: Vec<&str> = names.into_iter().filter(|n| pinned_by_version(n)).collect();
+            packages::warn_unpinned_holds(host, ID, &names, "docker.version")?;
         }
         self.check(host, settings)
     }
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         let found = probe(host, settings)?;
-        let mut changes = Vec::new();
-        if !found.missing.is_empty() {
-            if settings.profile.docker.source == DockerSource::DockerCe {
-                changes.extend(
-                    host.packages()?
-                        .repository_changes(host, &repo_for(settings))?,
-                );
-            }
-            changes.push(Change::new(format!("install {}", found.missing.join(" "))));
-        }
+        let mut changes = package_plan(host, settings, &found)?.changes(host)?;
         if !found.enabled {
             changes.push(Change::new("enable the docker service at boot"));
         }
@@ -153,23 +192,15 @@ impl Step for DockerInstall {
         Ok(State::from_changes(changes))
     }
 
-    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
-        let mut done = Vec::new();
+    fn package_plan(&self, host: &Host, settings: &Settings) -> Result<Option<Plan>> {
         let found = probe(host, settings)?;
-        if !found.missing.is_empty() {
-            let packages = host.packages()?;
-            if settings.profile.docker.source == DockerSource::DockerCe {
-                done.extend(packages.ensure_repository(host, ID.as_str(), &repo_for(settings))?);
-            } else {
-                packages.refresh(host, ID.as_str())?;
-            }
-            packages.install(host, ID.as_str(), &found.missing)?;
-            host.note(|r| {
-                r.packages
-                    .extend(found.missing.iter().map(|p| p.to_string()))
-            });
-            done.push(format!("installed {}", found.missing.join(" ")));
-        }
+        let plan = package_plan(host, settings, &found)?;
+        Ok(plan.installs().then_some(plan))
+    }
+
+    fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
+        let found = probe(host, settings)?;
+        let mut done = packages::apply(host, ID, &package_plan(host, settings, &found)?)?;
         // The package's scripts may have enabled and started it already.
         let found = probe(host, settings)?;
         if !found.enabled {

@@ -18,6 +18,9 @@ mod image_identity;
 mod listed_tests;
 pub mod network;
 mod overlay_module;
+mod packages;
+#[cfg(test)]
+mod pin_tests;
 pub mod prune_schedule;
 mod runner_alive;
 mod runner_globals;
@@ -248,6 +251,13 @@ pub trait Step: Sync {
 
     /// Makes the pending changes; returns what it did, in the operator's words.
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>>;
+
+    /// The packages this step would install (or move to a pinned version)
+    /// now, if any: where several steps have some, the engine installs them
+    /// all in one transaction before the first of them runs.
+    fn package_plan(&self, _host: &Host, _settings: &Settings) -> Result<Option<packages::Plan>> {
+        Ok(None)
+    }
 }
 
 /// Which steps run: `--only` and `--skip` (preflight always runs).
@@ -317,7 +327,8 @@ pub fn run_with_statuses(
     // Ids of steps that failed (apply) or still have work (plan), for dependents.
     let mut failed: Vec<StepId> = Vec::new();
     let mut pending: Vec<StepId> = Vec::new();
-    for &(id, step) in &steps {
+    let mut shared = SharedInstall::default();
+    for (index, &(id, step)) in steps.iter().enumerate() {
         let report = if preflight_failed {
             report(
                 id,
@@ -336,7 +347,13 @@ pub fn run_with_statuses(
             )
         } else {
             let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
-            run_step(host, settings, id, step, mode, waiting_on, reporter)
+            if mode == Mode::Apply {
+                shared.before(host, settings, &steps[index..], &failed);
+            }
+            let already = shared.done_for(id);
+            run_step(
+                host, settings, id, step, mode, waiting_on, reporter, already,
+            )
         };
         match report.status {
             Status::Failed => failed.push(id),
@@ -428,6 +445,77 @@ pub fn require_tool(host: &Host, tool: &str, package: &str) -> Result<()> {
     Ok(())
 }
 
+/// One apt transaction for every step that installs packages: before the
+/// first of them runs, the packages of it and of every later selected step
+/// that has some to install are installed together (one index update, one
+/// `apt-get install`, so downloads overlap and dpkg runs once). Each step
+/// then reports its own packages as its changes and does the rest of its
+/// work itself. When the shared transaction fails, nothing is claimed: each
+/// step installs its own as before, and reports its own error.
+#[derive(Default)]
+struct SharedInstall {
+    tried: bool,
+    done: Vec<(StepId, Vec<String>)>,
+}
+
+impl SharedInstall {
+    fn before(
+        &mut self,
+        host: &Host,
+        settings: &Settings,
+        here_and_later: &[(StepId, &dyn Step)],
+        failed: &[StepId],
+    ) {
+        let Some(&(first, step)) = here_and_later.first() else {
+            return;
+        };
+        if self.tried {
+            return;
+        }
+        let Ok(Some(plan)) = step.package_plan(host, settings) else {
+            return;
+        };
+        self.tried = true;
+        let mut plans = vec![(first, plan)];
+        for &(id, later) in &here_and_later[1..] {
+            if later.needs().iter().any(|d| failed.contains(d)) {
+                continue;
+            }
+            if let Ok(Some(plan)) = later.package_plan(host, settings) {
+                plans.push((id, plan));
+            }
+        }
+        if plans.len() < 2 {
+            return;
+        }
+        let ids: Vec<&str> = plans.iter().map(|(id, _)| id.as_str()).collect();
+        let refs: Vec<&packages::Plan> = plans.iter().map(|(_, p)| p).collect();
+        let together = format!(" (one apt transaction for {})", ids.join(" and "));
+        match packages::apply_all(host, first.as_str(), &refs, &together) {
+            Ok(done) => {
+                self.done = plans.iter().map(|(id, _)| *id).zip(done).collect();
+            }
+            Err(e) => host.warn(
+                first.as_str(),
+                &format!(
+                    "installing the packages of {} in one apt transaction failed, so each installs its own: {e:#}",
+                    ids.join(" and ")
+                ),
+            ),
+        }
+    }
+
+    /// What the shared transaction did for `id`, taken once.
+    fn done_for(&mut self, id: StepId) -> Vec<String> {
+        self.done
+            .iter_mut()
+            .find(|(step, _)| *step == id)
+            .map(|(_, done)| std::mem::take(done))
+            .unwrap_or_default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     host: &Host,
     settings: &Settings,
@@ -436,6 +524,7 @@ fn run_step(
     mode: Mode,
     waiting_on: Option<StepId>,
     reporter: &Reporter,
+    already: Vec<String>,
 ) -> StepReport {
     reporter.step_started(id.as_str());
     let started = host.now();
@@ -456,6 +545,12 @@ fn run_step(
         Err(e) => return report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
     };
     match (state, mode) {
+        // The shared transaction did this step's install: its change.
+        (State::Done, Mode::Apply) if !already.is_empty() => {
+            let mut r = report(id, Status::Changed, None, elapsed());
+            r.changes = already;
+            r
+        }
         (State::Done, _) => report(id, Status::Ok, None, elapsed()),
         (State::NotApplicable(why), _) => report(id, Status::Skipped, Some(why), elapsed()),
         (State::Skipped(why), Mode::Verify) => report(id, Status::Failed, Some(why), elapsed()),
@@ -472,8 +567,12 @@ fn run_step(
             r
         }
         (State::Pending(_), Mode::Apply) => match step.apply(host, settings) {
-            Err(e) => report(id, Status::Failed, Some(format!("{e:#}")), elapsed()),
-            Ok(done) => match step.check(host, settings) {
+            Err(e) => {
+                let mut r = report(id, Status::Failed, Some(format!("{e:#}")), elapsed());
+                r.changes = already;
+                r
+            }
+            Ok(mut done) => match step.check(host, settings) {
                 Ok(State::Pending(left)) => {
                     let left: Vec<String> = left.into_iter().map(|c| c.summary).collect();
                     let mut r = report(
@@ -492,6 +591,7 @@ fn run_step(
                     elapsed(),
                 ),
                 Ok(_) => {
+                    done.splice(0..0, already);
                     let status = if done.is_empty() {
                         Status::Ok
                     } else {

@@ -1245,7 +1245,7 @@ fn runner_alive_reports_a_runner_deleted_on_the_server() {
 }
 
 #[test]
-fn steps_install_through_the_package_manager_one_transaction_each() {
+fn steps_install_through_the_package_manager_in_one_transaction() {
     use crate::testing::FakePackages;
     for (source, repositories, engine) in [
         (
@@ -1284,9 +1284,26 @@ fn steps_install_through_the_package_manager_one_transaction_each() {
         {
             let log = packages.log.lock().expect("log");
             assert_eq!(log.repositories, repositories);
-            assert_eq!(
-                log.transactions,
-                vec![vec!["gitlab-runner"], engine.clone()]
+            let mut together = vec!["gitlab-runner"];
+            together.extend(engine.iter().copied());
+            assert_eq!(log.transactions, vec![together]);
+            assert_eq!(log.refreshes, 1, "one index update for both");
+        }
+        // Each step reports its own packages.
+        let text = out.captured();
+        for (id, package) in [
+            ("runner-install", "gitlab-runner"),
+            ("docker-install", engine[0]),
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.contains("step_finished") && l.contains(&format!("\"id\":\"{id}\"")))
+                .unwrap_or_else(|| panic!("{id}: {text}"));
+            assert!(
+                line.contains("\"changed\"")
+                    && line.contains(package)
+                    && line.contains("one apt transaction for runner-install and docker-install"),
+                "{line}"
             );
         }
         let spawned: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
@@ -1299,7 +1316,7 @@ fn steps_install_through_the_package_manager_one_transaction_each() {
 
         let (again, out) = apply(Mode::Apply);
         assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
-        assert_eq!(packages.log.lock().expect("log").transactions.len(), 2);
+        assert_eq!(packages.log.lock().expect("log").transactions.len(), 1);
     }
 }
 
@@ -1508,6 +1525,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
             mode,
             waiting_on,
             &reporter,
+            Vec::new(),
         );
         assert_eq!(report.status, status, "{name}");
         assert_eq!(report.reason.as_deref(), reason, "{name}");
@@ -1534,6 +1552,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
         Mode::Plan,
         None,
         &reporter,
+        Vec::new(),
     );
     assert_eq!(plan.reason.as_deref(), Some("cheaper probe"));
     let verify = super::run_step(
@@ -1544,6 +1563,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
         Mode::Verify,
         None,
         &reporter,
+        Vec::new(),
     );
     assert_eq!(verify.status, Status::Ok);
 }

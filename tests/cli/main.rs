@@ -328,6 +328,14 @@ fn settings_that_could_only_fail_later_are_refused_before_any_change() {
             "seconds from 0 to 3600",
         ),
         (&["--name", "a\u{2028}b"], "runner name"),
+        (
+            &["--runner-version", "gitlab-runner=17.5.0"],
+            "runner.version (--runner-version) `gitlab-runner=17.5.0` cannot be a version pin: it contains `=`",
+        ),
+        (
+            &["--docker-version", "27.3.1 docker-ce"],
+            "docker.version (--docker-version) `27.3.1 docker-ce` cannot be a version pin: it contains spaces",
+        ),
     ];
     let before = tree.snapshot();
     for (args, expected) in cases {
@@ -341,6 +349,21 @@ fn settings_that_could_only_fail_later_are_refused_before_any_change() {
         );
         assert!(!out.stderr.contains("panicked"), "{out}");
         assert!(!format!("{out}").contains("hunter2pass"), "{out}");
+    }
+    for (var, value) in [
+        ("RUNNER_PROVISION_RUNNER_VERSION", "$(reboot)"),
+        ("RUNNER_PROVISION_DOCKER_VERSION", "1:2;3"),
+    ] {
+        let out = tree.run(
+            &["apply", "--yes", "--accept-docker-group-risk"],
+            Some(LEGACY),
+            &[(var, value)],
+        );
+        assert_eq!(out.code, 1, "{var}: {out}");
+        assert!(
+            out.stderr.contains("cannot be a version pin"),
+            "{var}: {out}"
+        );
     }
     assert_eq!(tree.snapshot(), before);
     assert!(tree.log().is_empty(), "{:?}", tree.log());

@@ -10,8 +10,8 @@ use anyhow::Result;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 
-use super::apt_repo::AptRepo;
-use super::{PackageManager, Source};
+use super::apt_repo::{AptRepo, add_and_refresh_all};
+use super::{Package, PackageManager, Source};
 use crate::change::Change;
 use crate::edit::dpkg_status;
 use crate::host::Host;
@@ -38,6 +38,22 @@ impl PackageManager for Apt {
         package_installed(host, package)
     }
 
+    fn version(&self, host: &Host, package: &str) -> Result<Option<String>> {
+        Ok(dpkg_status::installed_version(&status(host)?, package))
+    }
+
+    fn held(&self, host: &Host, package: &str) -> Result<bool> {
+        Ok(dpkg_status::held(&status(host)?, package))
+    }
+
+    fn hold(&self, host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        apt_mark(host, "hold", packages)
+    }
+
+    fn unhold(&self, host: &Host, _step: &str, packages: &[&str]) -> Result<()> {
+        apt_mark(host, "unhold", packages)
+    }
+
     fn probe_repository(&self, host: &Host, source: &Source) -> Result<()> {
         AptRepo::of(source).probe(host)
     }
@@ -46,15 +62,15 @@ impl PackageManager for Apt {
         AptRepo::of(source).changes(host)
     }
 
-    fn ensure_repository(&self, host: &Host, step: &str, source: &Source) -> Result<Vec<String>> {
-        AptRepo::of(source).add_and_refresh(host, step)
+    fn prepare(&self, host: &Host, step: &str, sources: &[Source]) -> Result<Vec<Vec<String>>> {
+        if sources.is_empty() {
+            return apt_refresh(host, step, None).map(|_| Vec::new());
+        }
+        let repos: Vec<AptRepo> = sources.iter().map(AptRepo::of).collect();
+        add_and_refresh_all(host, step, &repos)
     }
 
-    fn refresh(&self, host: &Host, step: &str) -> Result<()> {
-        apt_refresh(host, step, None).map(drop)
-    }
-
-    fn install(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()> {
+    fn install(&self, host: &Host, step: &str, packages: &[Package]) -> Result<()> {
         apt_install(host, step, packages)
     }
 
@@ -70,17 +86,35 @@ impl PackageManager for Apt {
         Ok(())
     }
 }
-/// Is `package` installed (dpkg status `install ok installed`)?
-fn package_installed(host: &Host, package: &str) -> Result<bool> {
-    let text = host
-        .files
+/// dpkg's status file (read once, until a command runs).
+fn status(host: &Host) -> Result<std::rc::Rc<String>> {
+    host.files
         .read_shared("/var/lib/dpkg/status")?
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "/var/lib/dpkg/status is missing: this does not look like a Debian or Ubuntu system"
             )
-        })?;
-    Ok(dpkg_status::installed(&text, package))
+        })
+}
+
+/// Is `package` installed (dpkg status `install ok installed`)?
+fn package_installed(host: &Host, package: &str) -> Result<bool> {
+    Ok(dpkg_status::installed(&status(host)?, package))
+}
+
+/// `apt-mark hold|unhold PACKAGES`: dpkg's selection, which apt's
+/// upgrades (unattended-upgrades too) respect.
+fn apt_mark(host: &Host, action: &str, packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    host.progress(&format!("apt-mark {action} {}", packages.join(" ")));
+    host.run(
+        Cmd::new("apt-mark")
+            .arg(action)
+            .args(packages.iter().copied()),
+    )?;
+    Ok(())
 }
 
 /// `apt-get update`, for one sources file only when `source` is given (a
@@ -142,18 +176,30 @@ fn apt_lists_fresh(host: &Host) -> Result<bool> {
     Ok(false)
 }
 
-/// `apt-get install` of `packages`, non-interactive, keeping existing config files.
-fn apt_install(host: &Host, step: &str, packages: &[&str]) -> Result<()> {
+/// `apt-get install` of `packages`, non-interactive, keeping existing
+/// config files. Pinned versions may go down and may move held packages:
+/// the pin is the operator's explicit word.
+fn apt_install(host: &Host, step: &str, packages: &[Package]) -> Result<()> {
     wait_note(host, step);
     finish_interrupted_dpkg(host, step)?;
-    host.progress(&format!("apt-get install {}", packages.join(" ")));
-    let cmd = apt_get()
+    let specs: Vec<String> = packages
+        .iter()
+        .map(|p| match &p.version {
+            Some(version) => format!("{}={version}", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
+    host.progress(&format!("apt-get install {}", specs.join(" ")));
+    let mut cmd = apt_get()
         .args(["install", "-y", "--no-install-recommends"])
         .args([
             "-o=Dpkg::Options::=--force-confdef",
             "-o=Dpkg::Options::=--force-confold",
-        ])
-        .args(packages.iter().copied());
+        ]);
+    if packages.iter().any(|p| p.version.is_some()) {
+        cmd = cmd.args(["--allow-downgrades", "--allow-change-held-packages"]);
+    }
+    let cmd = cmd.args(specs);
     let ours = deny_service_starts(host)?;
     let installed = host.run(cmd);
     if ours {

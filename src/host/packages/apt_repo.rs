@@ -343,82 +343,132 @@ impl AptRepo {
                 "the apt repository {uri} (suite {suite}) cannot be reached"
             )))
     }
+}
 
-    /// Makes the repository available and updates apt's lists from the
-    /// source file that serves it. When the update fails for the
-    /// repository's key (`EXPKEYSIG`, `NO_PUBKEY`: the key expired or was
-    /// rotated), downloads the key again from `key_url`, says so, and
-    /// retries once. When it still fails, every file this changed is put
-    /// back as it was (a source the tool added is removed), so an
-    /// unreachable repository does not break every later `apt-get update`.
-    pub fn add_and_refresh(&self, host: &Host, step: &str) -> Result<Vec<String>> {
-        let decision = self.decision(host)?;
-        let keyrings = self.keyrings(&decision);
-        let mut touched: Vec<String> = vec![self.sources_path()];
+/// Makes every repository in `repos` available and updates apt's lists
+/// once: from the one source file that serves a single repository (when
+/// the lists are fresh), or all of them. When the update fails for a
+/// repository's key (`EXPKEYSIG`, `NO_PUBKEY`: the key expired or was
+/// rotated), downloads the keys again from their `key_url`, says so, and
+/// retries once. When it still fails, every file this changed is put back
+/// as it was (a source the tool added is removed), so an unreachable
+/// repository does not break every later `apt-get update`. Returns what it
+/// did, one list per repository.
+pub fn add_and_refresh_all(host: &Host, step: &str, repos: &[AptRepo]) -> Result<Vec<Vec<String>>> {
+    let mut before = Vec::new();
+    let mut planned = Vec::new();
+    for repo in repos {
+        let decision = repo.decision(host)?;
+        let keyrings = repo.keyrings(&decision);
+        let mut touched: Vec<String> = vec![repo.sources_path()];
         if let Decision::Edit { path, .. } = &decision {
             touched.push(path.clone());
         }
         touched.extend(keyrings.iter().cloned());
-        let mut before = Vec::new();
-        for path in &touched {
-            before.push((path.clone(), host.files.read_bytes(path)?));
+        for path in touched {
+            let bytes = host.files.read_bytes(&path)?;
+            before.push((path, bytes));
         }
-        let mut done = self.apply(host, &decision, step)?;
-        let serving = match &decision {
-            Decision::Write => self.sources_path(),
+        planned.push((decision, keyrings));
+    }
+    let put_back = |e: anyhow::Error, what: &str| -> Result<Vec<Vec<String>>> {
+        for (path, bytes) in &before {
+            match bytes {
+                Some(bytes) => host.files.write_atomic(path, bytes, 0o644)?,
+                None if host.files.exists(path) => host.files.remove(path)?,
+                None => {}
+            }
+        }
+        Err(e.context(format!(
+            "updating apt's lists with {what} (files put back as they were)"
+        )))
+    };
+    let mut done = Vec::new();
+    for (repo, (decision, _)) in repos.iter().zip(&planned) {
+        match repo.apply(host, decision, step) {
+            Ok(did) => done.push(did),
+            Err(e) => return put_back(e, &repo.sources_path()),
+        }
+    }
+    // One repository: an update of the file that serves it is enough when
+    // the lists are fresh. Several: one update of everything.
+    let serving = match (repos, planned.first()) {
+        ([repo], Some((decision, _))) => Some(match decision {
+            Decision::Write => repo.sources_path(),
             other => decision_path(other).to_string(),
-        };
-        // A failed update, or one that kept the old lists because the
-        // signature no longer verifies (a warning, exit 0): the key's fault?
-        let refused = |result: &Result<Option<crate::host::command::Output>>| match result {
-            Err(e) => key_problem(&format!("{e:#}")),
-            Ok(Some(out)) => key_problem(&out.stderr) || key_problem(&out.stdout),
-            Ok(None) => false,
-        };
-        let mut result = apt_refresh(host, step, Some(&serving));
-        if refused(&result) && !self.repository.key_url.is_empty() && !keyrings.is_empty() {
+        }),
+        _ => None,
+    };
+    let what = serving
+        .clone()
+        .unwrap_or_else(|| "every source".to_string());
+    let update = |host: &Host| -> Result<Option<crate::host::command::Output>> {
+        match &serving {
+            Some(path) => apt_refresh(host, step, Some(path)),
+            None => apt_update(host, step, None).map(Some).map_err(Into::into),
+        }
+    };
+    // A failed update, or one that kept the old lists because the
+    // signature no longer verifies (a warning, exit 0): the key's fault?
+    let refused = |result: &Result<Option<crate::host::command::Output>>| match result {
+        Err(e) => key_problem(&format!("{e:#}")),
+        Ok(Some(out)) => key_problem(&out.stderr) || key_problem(&out.stdout),
+        Ok(None) => false,
+    };
+    let mut result = update(host);
+    let refreshable: Vec<(usize, &AptRepo, &Vec<String>)> = repos
+        .iter()
+        .zip(&planned)
+        .enumerate()
+        .filter(|(_, (repo, (_, keyrings)))| {
+            !repo.repository.key_url.is_empty() && !keyrings.is_empty()
+        })
+        .map(|(i, (repo, (_, keyrings)))| (i, repo, keyrings))
+        .collect();
+    if refused(&result) && !refreshable.is_empty() {
+        for (i, repo, keyrings) in &refreshable {
             host.warn(
                 step,
                 &format!(
                     "apt does not accept the signing key of {} (expired or replaced): downloading it again from {} into {} and retrying once",
-                    self.fill(host, &self.repository.uri),
-                    self.key_url(host),
+                    repo.fill(host, &repo.repository.uri),
+                    repo.key_url(host),
                     keyrings.join(", ")
                 ),
             );
-            for keyring in &keyrings {
-                self.fetch_key(host, keyring)?;
-                done.push(format!("refreshed the signing key {keyring}"));
-            }
-            result = apt_update(host, step, Some(&serving))
-                .map(Some)
-                .map_err(Into::into);
-        }
-        if let Ok(Some(out)) = &result {
-            if refused(&result) {
-                // apt goes on with its old lists of the repository: an
-                // install from them would be stale or fail later.
-                result = Err(anyhow::anyhow!(
-                    "apt does not accept the signing key of {}: {}",
-                    self.fill(host, &self.repository.uri),
-                    out.stderr.trim()
-                ));
-            }
-        }
-        if let Err(e) = result {
-            for (path, bytes) in &before {
-                match bytes {
-                    Some(bytes) => host.files.write_atomic(path, bytes, 0o644)?,
-                    None if host.files.exists(path) => host.files.remove(path)?,
-                    None => {}
+            for keyring in *keyrings {
+                if let Err(e) = repo.fetch_key(host, keyring) {
+                    return put_back(e, &what);
                 }
+                done[*i].push(format!("refreshed the signing key {keyring}"));
             }
-            return Err(e.context(format!(
-                "updating apt's lists with {serving} (files put back as they were)"
-            )));
         }
-        Ok(done)
+        result = match &serving {
+            Some(path) => apt_update(host, step, Some(path))
+                .map(Some)
+                .map_err(Into::into),
+            None => apt_update(host, step, None).map(Some).map_err(Into::into),
+        };
     }
+    if let Ok(Some(out)) = &result {
+        if refused(&result) {
+            // apt goes on with its old lists of the repository: an
+            // install from them would be stale or fail later.
+            let uris: Vec<String> = repos
+                .iter()
+                .map(|r| r.fill(host, &r.repository.uri))
+                .collect();
+            result = Err(anyhow::anyhow!(
+                "apt does not accept the signing key of {}: {}",
+                uris.join(" or "),
+                out.stderr.trim()
+            ));
+        }
+    }
+    if let Err(e) = result {
+        return put_back(e, &what);
+    }
+    Ok(done)
 }
 
 /// apt-get update's words for a signature made by a key the keyring lacks

@@ -23,6 +23,40 @@ pub struct Source {
     pub repository: Repository,
 }
 
+/// A package to install: whatever version the repositories offer, or
+/// exactly one (a pin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl Package {
+    pub fn any(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            version: None,
+        }
+    }
+
+    pub fn exactly(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            version: Some(version.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Package {
+    /// `name`, or `name version` for a pin, in the operator's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(version) => write!(f, "{} {version}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 pub trait PackageManager {
     /// The programs it runs, each with the package that provides it; the
     /// preflight requires them.
@@ -31,24 +65,37 @@ pub trait PackageManager {
     /// Is `package` installed (and configured)?
     fn installed(&self, host: &Host, package: &str) -> Result<bool>;
 
+    /// The installed version of `package`; None when it is not installed.
+    fn version(&self, host: &Host, package: &str) -> Result<Option<String>>;
+
+    /// Is `package` held (automatic upgrades leave it where it is)?
+    fn held(&self, host: &Host, package: &str) -> Result<bool>;
+
+    /// Holds `packages` at their installed versions.
+    fn hold(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()>;
+
+    /// Releases the hold on `packages`.
+    fn unhold(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()>;
+
     /// Checks, before anything changes, that `source` answers.
     fn probe_repository(&self, host: &Host, source: &Source) -> Result<()>;
 
     /// What [`PackageManager::ensure_repository`] would change, with diffs.
     fn repository_changes(&self, host: &Host, source: &Source) -> Result<Vec<Change>>;
 
-    /// Makes `source` available (a source already on the host is used as it
-    /// is) and refreshes the package index from it; when that fails, every
-    /// file it changed is put back. Returns what it did.
-    fn ensure_repository(&self, host: &Host, step: &str, source: &Source) -> Result<Vec<String>>;
-
-    /// Makes the index usable for an install from the distribution itself.
-    fn refresh(&self, host: &Host, step: &str) -> Result<()>;
+    /// Makes every source in `sources` available (a source already on the
+    /// host is used as it is) and the package index usable for an install
+    /// from them and from the distribution, with one index update at most;
+    /// when that fails, every file it changed is put back. Returns what it
+    /// did, one list per source.
+    fn prepare(&self, host: &Host, step: &str, sources: &[Source]) -> Result<Vec<Vec<String>>>;
 
     /// Installs `packages` in one transaction, non-interactively, keeping
     /// existing configuration files, after finishing an interrupted earlier
-    /// run and waiting (visibly) for a lock held by another process.
-    fn install(&self, host: &Host, step: &str, packages: &[&str]) -> Result<()>;
+    /// run and waiting (visibly) for a lock held by another process. A
+    /// package with a version is installed at exactly that version, up or
+    /// down, held or not.
+    fn install(&self, host: &Host, step: &str, packages: &[Package]) -> Result<()>;
 
     /// Removes `packages` and their configuration files in one transaction
     /// (`remove --purge`).

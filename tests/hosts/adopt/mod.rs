@@ -372,7 +372,7 @@ pub fn docker_repository_adopted() {
     let docker = checked(&planned, "docker-install");
     assert_eq!(
         changes(&docker),
-        vec!["install containerd.io".to_string()],
+        vec!["install package containerd.io".to_string()],
         "Docker's source used as it is\n{}",
         planned.transcript()
     );

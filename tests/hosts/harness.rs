@@ -511,7 +511,7 @@ impl Run {
         Run::from_output(out, started.elapsed())
     }
 
-    fn from_output(out: Output, duration: Duration) -> Run {
+    pub fn from_output(out: Output, duration: Duration) -> Run {
         Run {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

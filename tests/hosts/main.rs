@@ -14,6 +14,7 @@ mod test_profile;
 mod adopt;
 mod checks;
 mod cloud_init;
+mod globals;
 mod harness;
 mod job_checks;
 mod lifecycle;
@@ -172,4 +173,11 @@ fn gitlab_manual_setup_adopted() {
 #[test]
 fn docker_repository_adopted() {
     adopt::docker_repository_adopted();
+}
+
+/// 19. `[global]` reloaded by the running runner without a restart; a new
+///     listen_address restarts it gracefully only after a held job ended.
+#[test]
+fn globals_and_a_held_job() {
+    globals::globals_and_a_held_job();
 }

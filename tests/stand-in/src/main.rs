@@ -27,6 +27,7 @@ mod flags;
 mod log;
 mod record;
 mod register;
+mod run;
 mod runners;
 mod server;
 mod service;
@@ -238,7 +239,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &[String]) -> Outcome {
         "install" | "uninstall" | "start" | "stop" | "restart" | "status" => {
             service::control(ctx, command, sub_args)
         }
-        "run" => service::run_service(ctx, sub_args),
+        "run" => run::run_service(ctx, sub_args),
         "list" => runners::list(ctx, sub_args),
         "verify" => verify::verify(ctx, sub_args),
         "unregister" => runners::unregister(ctx, sub_args),

@@ -37,14 +37,19 @@ struct Server {
     dir: PathBuf,
 }
 
+/// The folder that stands in for GitLab (`GITLAB_RUNNER_STAND_IN_SERVER`).
+pub fn server_dir(ctx: &Ctx) -> PathBuf {
+    ctx.env
+        .get("GITLAB_RUNNER_STAND_IN_SERVER")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_SERVER), PathBuf::from)
+}
+
 impl Server {
     fn from(ctx: &Ctx) -> Self {
-        let dir = ctx
-            .env
-            .get("GITLAB_RUNNER_STAND_IN_SERVER")
-            .filter(|d| !d.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_SERVER), PathBuf::from);
-        Self { dir }
+        Self {
+            dir: server_dir(ctx),
+        }
     }
 
     fn answer(&self, name: &str) -> Answer {

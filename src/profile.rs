@@ -1719,4 +1719,33 @@ mod tests {
             assert!(profile.validate().is_ok(), "{ok:?}");
         }
     }
+
+    #[test]
+    fn global_settings_survive_the_profile_cloud_init_writes() {
+        let (fleet, _) = Profile::load(Some("shell-docker-fleet")).expect("embedded");
+        assert!(!fleet.global.is_empty());
+        let fleet = Profile {
+            global: fleet.global,
+            ..Profile::default()
+        };
+        let text = toml::to_string(&fleet).expect("serialize");
+        assert!(text.contains("[global]"), "{text}");
+        assert_eq!(Profile::parse(&text, "rendered").expect("parse"), fleet);
+        // Keys left out stay out: not managed.
+        let partial = Profile {
+            global: Global {
+                concurrent: Some(2),
+                ..Global::default()
+            },
+            ..Profile::default()
+        };
+        let text = toml::to_string(&partial).expect("serialize");
+        assert!(
+            !text.contains("listen_address") && !text.contains("check_interval"),
+            "{text}"
+        );
+        assert_eq!(Profile::parse(&text, "rendered").expect("parse"), partial);
+        let text = toml::to_string(&Profile::default()).expect("serialize");
+        assert!(!text.contains("[global]"), "{text}");
+    }
 }

@@ -294,7 +294,9 @@ impl Host {
                 plural(jobs, "running job")
             )
         } else {
-            format!("restarted {RUNNER} gracefully (SIGQUIT; no job was running) {why}")
+            // Jobs of executors that run them elsewhere (docker) are not
+            // child processes: waited for all the same, not counted.
+            format!("restarted {RUNNER} gracefully (SIGQUIT, it exited after {waited} s) {why}")
         }))
     }
 

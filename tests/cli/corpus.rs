@@ -103,6 +103,46 @@ fn cases() -> Vec<Case> {
             refused_with: Some("0 to 3600"),
         },
         Case {
+            name: "profile: [global] listen_address with an escape sequence",
+            setup: |t, _| {
+                t.write(
+                    "site.toml",
+                    "[global]\nlisten_address = \"\\u001b[2J127.0.0.1:9252\"\n",
+                )
+            },
+            args: &["--profile-file"],
+            refused_with: Some("listen_address"),
+        },
+        Case {
+            name: "profile: [global] concurrent as a string",
+            setup: |t, _| t.write("site.toml", "[global]\nconcurrent = \"4\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("invalid type"),
+        },
+        Case {
+            name: "config.toml: concurrent is a table, with a token in it",
+            setup: |t, _| {
+                t.write(
+                    "etc/gitlab-runner/config.toml",
+                    "[concurrent]\n  x = 1\n\n[[runners]]\n  name = \"runner-1\"\n  url = \"https://gitlab.com/\"\n  token = \"glrt-corpus.Secret123\"\n  executor = \"shell\"\n",
+                )
+            },
+            args: &["--concurrent", "3"],
+            refused_with: Some("must be a plain value"),
+        },
+        Case {
+            name: "config.toml: a link to a data disk, globals set through it",
+            setup: |t, _| {
+                t.write(
+                    "srv/data/config.toml",
+                    "# tuned by hand\nconcurrent = 1 # per host\n",
+                );
+                link(t, "/srv/data/config.toml", "etc/gitlab-runner/config.toml");
+            },
+            args: &["--concurrent", "3", "--listen-address", "127.0.0.1:9252"],
+            refused_with: None,
+        },
+        Case {
             name: "config.toml: malformed, with a token in it",
             setup: |t, _| {
                 t.write(

@@ -193,21 +193,19 @@ impl Host {
             .count())
     }
 
-    /// Restarts gitlab-runner without killing a running job: SIGQUIT to its
+    /// Stops gitlab-runner without killing a running job: SIGQUIT to its
     /// main process (GitLab Runner then takes no new job and exits when its
-    /// running jobs have ended; `commands/multi.go`), a wait of up to
-    /// `timeout` that says how many jobs it waits for, then a restart. The
-    /// packaged unit sends SIGTERM on stop, which aborts jobs, so `systemctl
-    /// restart` alone is not graceful. `why` ends the sentence ("so that it
-    /// listens on …"). `None` when no runner runs (it reads the new settings
-    /// when it starts). A runner still busy at the timeout is an error that
-    /// says what happens next: the step is not converged.
-    pub fn restart_runner_gracefully(
+    /// running jobs have ended; `commands/multi.go`) and a wait of up to
+    /// `timeout` that says how many jobs it waits for; `why` ends the
+    /// warning's sentence. Returns the jobs it waited for and the seconds
+    /// it took, `None` when no runner runs. A runner still busy at the
+    /// timeout is an error that says what happens next.
+    pub fn stop_runner_gracefully(
         &self,
         step: &str,
         timeout: std::time::Duration,
         why: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(usize, u64)>> {
         use nix::sys::signal::Signal;
         if !self.live {
             return Ok(None);
@@ -223,7 +221,7 @@ impl Host {
             self.warn(
                 step,
                 &format!(
-                    "{RUNNER} is running {}: stopping it gracefully (SIGQUIT: it takes no new job) and waiting up to {secs} s for {} to finish before it restarts {why}",
+                    "{RUNNER} is running {}: stopping it gracefully (SIGQUIT: it takes no new job) and waiting up to {secs} s for {} to finish before it {why}",
                     plural(jobs, "job"),
                     if jobs == 1 { "it" } else { "them" }
                 ),
@@ -283,11 +281,29 @@ impl Host {
             }
             self.sleep(std::time::Duration::from_millis(200));
         }
+        Ok(Some((jobs, (self.now() - started).as_secs())))
+    }
+
+    /// Restarts gitlab-runner without killing a running job: the graceful
+    /// stop above, then a start. The packaged unit sends SIGTERM on stop,
+    /// which aborts jobs, so `systemctl restart` alone is not graceful.
+    /// `why` ends the sentence ("so that it listens on …"). `None` when no
+    /// runner runs (it reads the new settings when it starts).
+    pub fn restart_runner_gracefully(
+        &self,
+        step: &str,
+        timeout: std::time::Duration,
+        why: &str,
+    ) -> Result<Option<String>> {
+        let Some((jobs, waited)) =
+            self.stop_runner_gracefully(step, timeout, &format!("restarts {why}"))?
+        else {
+            return Ok(None);
+        };
         self.progress(&format!("starting {RUNNER}"));
         // restart, not start: under systemd the unit may be waiting out
         // RestartSec after the exit; restart starts it now either way.
         self.service(RUNNER, "restart")?;
-        let waited = (self.now() - started).as_secs();
         Ok(Some(if jobs > 0 {
             format!(
                 "restarted {RUNNER} gracefully {why}, after its {} finished ({waited} s)",

@@ -77,6 +77,11 @@ pub struct Plan {
     pub hold: Vec<String>,
     /// The profile key that pins them, for messages ("runner.version").
     pub pin_key: &'static str,
+    /// Before the transaction, stop gitlab-runner gracefully, waiting up to
+    /// this long for its running jobs: set when the transaction changes
+    /// the installed runner's version, whose package scripts stop the
+    /// service with SIGTERM (which aborts jobs) and start the new one.
+    pub graceful_stop: Option<std::time::Duration>,
 }
 
 impl Plan {
@@ -89,6 +94,11 @@ impl Plan {
             for source in &self.sources {
                 changes.extend(packages.repository_changes(host, source)?);
             }
+        }
+        if self.graceful_stop.is_some() && host.live && !host.runner_main_pids()?.is_empty() {
+            changes.push(Change::new(
+                "stop gitlab-runner gracefully first (SIGQUIT: running jobs finish; the package's own scripts stop it with SIGTERM, which aborts them), then its package starts the new version",
+            ));
         }
         let pinned = self.actions.iter().any(|a| a.package.version.is_some());
         for line in describe(&self.actions, false) {
@@ -176,6 +186,21 @@ pub fn apply_all(
         let prepared = packages.prepare(host, step, &sources)?;
         for (i, did) in owner.into_iter().zip(prepared) {
             done[i].extend(did);
+        }
+        for &i in &installing {
+            if let Some(timeout) = plans[i].graceful_stop {
+                let why = "lets its package stop and replace it";
+                if let Some((jobs, waited)) = host.stop_runner_gracefully(step, timeout, why)? {
+                    done[i].push(format!(
+                        "stopped gitlab-runner gracefully before changing its version ({} finished, {waited} s)",
+                        match jobs {
+                            0 => "no counted job".to_string(),
+                            1 => "its 1 running job".to_string(),
+                            n => format!("its {n} running jobs"),
+                        }
+                    ));
+                }
+            }
         }
         let all: Vec<Package> = installing
             .iter()

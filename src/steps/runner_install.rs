@@ -79,12 +79,24 @@ fn package_plan(host: &Host, settings: &Settings) -> Result<Plan> {
     if settings.profile.runner.install != Install::PackageRepo {
         return Ok(Plan::default());
     }
-    packages::plan(
+    let mut plan = packages::plan(
         host,
         &wanted(settings),
         vec![repo(settings)],
         "runner.version",
-    )
+    )?;
+    // An upgrade or downgrade: the package's scripts stop the running
+    // runner with SIGTERM; it is stopped gracefully first.
+    if plan
+        .actions
+        .iter()
+        .any(|a| a.package.name == PACKAGE && a.from.is_some())
+    {
+        plan.graceful_stop = Some(std::time::Duration::from_secs(
+            settings.profile.runner.shutdown_timeout,
+        ));
+    }
+    Ok(plan)
 }
 
 impl Step for RunnerInstall {

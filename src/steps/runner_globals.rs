@@ -44,7 +44,8 @@ fn not_listening(host: &Host, text: &str) -> Result<Option<String>> {
         // bad profile value, so this is someone else's.
         return Ok(None);
     };
-    if host.runner_main_pids()?.is_empty() {
+    let pids = host.runner_main_pids()?;
+    if pids.is_empty() || overridden(host, &pids)?.is_some() {
         return Ok(None);
     }
     let listening = host.tcp_listeners()?.into_iter().any(|(ip, port)| {
@@ -58,6 +59,45 @@ fn not_listening(host: &Host, text: &str) -> Result<Option<String>> {
             }
     });
     Ok((!listening).then_some(address))
+}
+
+/// The metrics address a running runner was given on its command line
+/// (`--listen-address`) or in its environment (`LISTEN_ADDRESS`, e.g. from
+/// /etc/sysconfig/gitlab-runner): it wins over config.toml's
+/// (`listenAddress()` in GitLab Runner's commands/config.go), so a restart
+/// would not move the metrics server.
+fn overridden(host: &Host, pids: &[u32]) -> Result<Option<String>> {
+    for pid in pids {
+        let argv: Vec<String> = host
+            .files
+            .read_bytes(&format!("/proc/{pid}/cmdline"))?
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        for (i, arg) in argv.iter().enumerate() {
+            if let Some(value) = arg.strip_prefix("--listen-address=") {
+                return Ok(Some(value.to_string()));
+            }
+            if arg == "--listen-address" {
+                return Ok(Some(argv.get(i + 1).cloned().unwrap_or_default()));
+            }
+        }
+        // Only root reads another user's environment; a plan run as
+        // someone else judges by the command line alone.
+        let env = host
+            .process_environment(*pid)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some((_, value)) = env
+            .iter()
+            .find(|(k, v)| k == "LISTEN_ADDRESS" && !v.is_empty())
+        {
+            return Ok(Some(value.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Waits (up to 10 s) for a restarted runner's metrics server to listen.
@@ -91,6 +131,16 @@ impl Step for RunnerGlobals {
         if let Some(address) = global.listen_address.as_deref().filter(|a| !a.is_empty()) {
             let parsed = runner_globals::parse_listen_address(address)
                 .map_err(|reason| anyhow::anyhow!("listen_address {address}: {reason}"))?;
+            if host.live {
+                if let Some(flag) = overridden(host, &host.runner_main_pids()?)? {
+                    host.warn(
+                        ID.as_str(),
+                        &format!(
+                            "gitlab-runner runs with --listen-address / LISTEN_ADDRESS {flag}, which wins over config.toml's listen_address: its metrics stay there until that setting goes"
+                        ),
+                    );
+                }
+            }
             let local =
                 parsed.ip().is_some_and(|ip| ip.is_loopback()) || parsed.host == "localhost";
             if !local && mode != Mode::Verify {
@@ -125,9 +175,14 @@ impl Step for RunnerGlobals {
             ));
         }
         let new = runner_globals::set(&text, global)?;
+        let pids = if host.live {
+            host.runner_main_pids()?
+        } else {
+            Vec::new()
+        };
         let restart = keys.iter().any(|k| k.contains("listen_address"))
-            && host.live
-            && !host.runner_main_pids()?.is_empty();
+            && !pids.is_empty()
+            && overridden(host, &pids)?.is_none();
         let mut changes = vec![Change::file(
             format!(
                 "{} in {CONFIG_TOML} ({})",
@@ -162,7 +217,9 @@ impl Step for RunnerGlobals {
                 .write_atomic(CONFIG_TOML, new.as_bytes(), 0o600)?;
             done.push(format!("{} in {CONFIG_TOML}", keys.join(", ")));
         }
-        let moved = keys.iter().any(|k| k.contains("listen_address"));
+        let moved = keys.iter().any(|k| k.contains("listen_address"))
+            && host.live
+            && overridden(host, &host.runner_main_pids()?)?.is_none();
         let text = current(host)?;
         if moved || not_listening(host, &text)?.is_some() {
             let why = match runner_globals::listen_address(&text)? {
@@ -436,5 +493,32 @@ mod tests {
             assert!(text.contains(line), "{line}: {text}");
         }
         assert_eq!(fake.snapshot(), before, "plan changes nothing");
+    }
+
+    #[test]
+    fn a_listen_address_flag_on_the_running_runner_wins_and_is_not_restarted_for() {
+        let (fake, mut settings) = registered();
+        fake.write(
+            "/proc/777/cmdline",
+            "/usr/bin/gitlab-runner\0run\0--listen-address\0:9999\0",
+        );
+        settings.profile.global.listen_address = Some("127.0.0.1:9252".into());
+        let spawned = fake.commands().len();
+        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        let text = out.captured();
+        assert_eq!((applied.changed, applied.failed), (1, 0), "{text}");
+        assert!(
+            text.contains("wins over config.toml's listen_address"),
+            "{text}"
+        );
+        assert_eq!(commands(&fake).len(), spawned, "no restart: {text}");
+        let (again, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
+
+        // The same from its environment (/etc/sysconfig/gitlab-runner).
+        fake.write("/proc/777/cmdline", "/usr/bin/gitlab-runner\0run\0");
+        fake.write("/proc/777/environ", "PATH=/usr/bin\0LISTEN_ADDRESS=:9999\0");
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        assert_eq!(plan.pending, 0, "{}", out.captured());
     }
 }

@@ -19,6 +19,7 @@ mod harness;
 mod job_checks;
 mod lifecycle;
 mod network;
+mod prune;
 mod releases;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
@@ -180,4 +181,11 @@ fn docker_repository_adopted() {
 #[test]
 fn globals_and_a_held_job() {
     globals::globals_and_a_held_job();
+}
+
+/// 20. Prune: the timer apply installs, its service run on a data root
+///     with old and recent images, containers, build cache and volumes.
+#[test]
+fn prune_timer() {
+    prune::prune_timer();
 }

@@ -246,6 +246,24 @@ pub fn check(options: &Options) -> Result<()> {
             "registration is required but runner-register is not among the steps: drop it from --skip (or add it to --only), or set require_registration = false"
         );
     }
+    // The prune timer looks the tool up on the standard path only: a
+    // binary elsewhere would make every boot's apply refuse the schedule.
+    if let Binary::Path(path) = &options.binary {
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let on_path = crate::edit::prune_schedule::SEARCH_PATH
+            .split(':')
+            .any(|d| d == dir)
+            && path.ends_with("/runner-provision");
+        if profile.prune.schedule != crate::profile::PruneSchedule::Off
+            && selection.includes(crate::steps::StepId::PruneSchedule)
+            && !on_path
+        {
+            anyhow::bail!(
+                "[prune] schedule runs `runner-provision` from /usr/local/sbin, /usr/local/bin, /usr/sbin or /usr/bin, and --binary-path `{}` is elsewhere: bake the binary in as /usr/local/bin/runner-provision, use --binary-url (it installs there), or set [prune] schedule = \"off\"",
+                path.escape_debug()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -498,6 +516,28 @@ mod tests {
             selection: Selection::default(),
             power_state: Some(PowerState::Poweroff),
         }
+    }
+
+    #[test]
+    fn a_prune_schedule_needs_the_binary_where_the_timer_looks() {
+        let mut elsewhere = options(Binary::Path("/mnt/payload/runner-provision".into()), None);
+        elsewhere.profile.prune.schedule = crate::profile::PruneSchedule::Daily;
+        let err = format!("{:#}", check(&elsewhere).expect_err("refused"));
+        assert!(
+            err.contains("/mnt/payload/runner-provision") && err.contains("--binary-url"),
+            "{err}"
+        );
+        for binary in [
+            Binary::Path("/usr/local/bin/runner-provision".into()),
+            Binary::Path("/usr/bin/runner-provision".into()),
+            url("https://example.com/runner-provision"),
+        ] {
+            let mut ok = options(binary, None);
+            ok.profile.prune.schedule = crate::profile::PruneSchedule::Daily;
+            check(&ok).expect("on the path");
+        }
+        elsewhere.profile.prune.schedule = crate::profile::PruneSchedule::Off;
+        check(&elsewhere).expect("no schedule");
     }
 
     fn url(url: &str) -> Binary {

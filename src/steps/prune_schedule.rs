@@ -117,11 +117,17 @@ impl Step for PruneScheduleStep {
             return Ok(());
         }
         for (path, want) in wanted(host, settings) {
-            if want.is_some() && host.files.exists(path) && ours(host, path)?.is_none() {
+            if want.is_none() {
+                continue;
+            }
+            if host.files.exists(path) && ours(host, path)?.is_none() {
                 bail!(
                     "{path} exists and was not written by runner-provision: move it away, or set [prune] schedule = \"off\""
                 );
             }
+            // A link to nowhere, a folder that is a file: refused now,
+            // not half-way through the run.
+            host.files.check_writable(path)?;
         }
         if !systemd(host) && !host.files.is_dir("/etc/cron.d") {
             bail!(

@@ -120,6 +120,72 @@ fn cases() -> Vec<Case> {
             refused_with: Some("invalid type"),
         },
         Case {
+            name: "profile: [prune] older_than with an escape sequence",
+            setup: |t, _| t.write("site.toml", "[prune]\nolder_than = \"3d\\u001b[2J\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("older_than"),
+        },
+        Case {
+            name: "profile: [prune] schedule not one of them",
+            setup: |t, _| t.write("site.toml", "[prune]\nschedule = \"minutely\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("hourly"),
+        },
+        Case {
+            name: "profile: [prune] above_percent as a string",
+            setup: |t, _| t.write("site.toml", "[prune]\nabove_percent = \"80\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("invalid type"),
+        },
+        Case {
+            name: "prune timer: the tool nowhere the timer looks",
+            setup: |t, _| t.write("lib/systemd/systemd", ""),
+            args: &["--prune-schedule", "daily"],
+            refused_with: Some("none of them has it"),
+        },
+        Case {
+            name: "prune timer: someone else's timer file",
+            setup: |t, _| {
+                t.write("lib/systemd/systemd", "");
+                t.write("usr/bin/runner-provision", "#!/bin/sh\n");
+                t.write(
+                    "etc/systemd/system/runner-provision-prune.timer",
+                    "[Timer]\nOnCalendar=minutely\n",
+                );
+            },
+            args: &["--prune-schedule", "daily"],
+            refused_with: Some("not written by runner-provision"),
+        },
+        Case {
+            name: "prune timer: the cron entry a link to outside the root",
+            setup: |t, outside| {
+                t.write("usr/bin/runner-provision", "#!/bin/sh\n");
+                std::fs::create_dir_all(t.path().join("etc/cron.d")).expect("cron.d");
+                link(
+                    t,
+                    &outside.join("cron").display().to_string(),
+                    "etc/cron.d/runner-provision-prune",
+                );
+            },
+            args: &["--prune-schedule", "hourly"],
+            refused_with: Some("symbolic link"),
+        },
+        Case {
+            name: "prune timer: the cron entry a link to a data disk inside the root",
+            setup: |t, _| {
+                t.write("usr/bin/runner-provision", "#!/bin/sh\n");
+                std::fs::create_dir_all(t.path().join("etc/cron.d")).expect("cron.d");
+                std::fs::create_dir_all(t.path().join("srv/data")).expect("data");
+                link(
+                    t,
+                    "/srv/data/prune-cron",
+                    "etc/cron.d/runner-provision-prune",
+                );
+            },
+            args: &["--prune-schedule", "hourly"],
+            refused_with: None,
+        },
+        Case {
             name: "config.toml: concurrent is a table, with a token in it",
             setup: |t, _| {
                 t.write(

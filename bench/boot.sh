@@ -212,7 +212,7 @@ poweroff_container() {
 find_leader() {
     leader=
     for pid in $(cat "/proc/$nspawn_pid/task/$nspawn_pid/children" 2>/dev/null); do
-        [ "$(readlink "/proc/$pid/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] && leader=$pid
+        if [ "$(readlink "/proc/$pid/ns/pid")" != "$(readlink /proc/self/ns/pid)" ]; then leader=$pid; fi
     done
     [ -n "$leader" ] || die "no init process found in $name"
 }

@@ -212,25 +212,7 @@ for name, measured, ok in targets:
     w(f"| {name} | {measured} | {verdict(ok)} |")
 w("")
 
-# Fresh installs
-times = read("fresh/times.tsv").strip().splitlines()
-if len(times) > 1:
-    w("## Fresh host (systemd-nspawn, the real-host tier's image), one shot each")
-    w("")
-    w("Each row its own freshly booted container (no package lists, apt reading "
-      "the image's local mirror and the stand-in repository), in the order "
-      "tool, by hand, by hand without Recommends. The first container of a run "
-      "starts with a cold page cache.")
-    w("")
-    w("| round | method | seconds | exit |")
-    w("|---:|---|---:|---:|")
-    for row in times[1:]:
-        r, method, secs, code = row.split("\t")
-        label = {"tool": "`runner-provision apply --yes` (all 8 steps)",
-                 "manual": "by hand: source file, `apt-get update && apt-get install -y gitlab-runner docker.io`, usermod",
-                 "manual-norec": "by hand, as above with `--no-install-recommends` (as the tool installs)"}[method]
-        w(f"| {r} | {label} | {secs} | {code} |")
-    w("")
+# Fresh installs: bench/fresh.sh writes its own section (kept below).
 if apply_ and skip_verify and plan:
     verify_ms = apply_["median"] - skip_verify["median"]
     w("## Where a converged apply's time goes")

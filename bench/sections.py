@@ -57,3 +57,37 @@ def others(path, exclude=()):
     except FileNotFoundError:
         return []
     return [text[start:end] for name, start, end in _spans(text) if name not in exclude]
+
+
+def machine():
+    """'Debian GNU/Linux 12 (bookworm), kernel K, N × CPU'."""
+    import platform
+
+    cpu = next(
+        (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+        "?",
+    )
+    os_name = next(
+        (l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME=")),
+        "?",
+    )
+    return f"{os_name}, kernel {platform.release()}, {os.cpu_count()} × {cpu}"
+
+
+def _one_minute(uptime):
+    try:
+        return float(uptime.split("load average:")[1].split(",")[0])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def load_lines(before, after, compared):
+    """Markdown lines: whether the machine was loaded, and both `uptime`s."""
+    if max(_one_minute(before), _one_minute(after)) >= 0.5:
+        head = ("**Shared, loaded machine**: other work (builds, tests) was running "
+                "while this ran (1-minute load average 0.5 or more before or after), "
+                f"so absolute times are noisy; {compared} were measured in the same "
+                "run, one after the other.")
+    else:
+        head = "The machine was quiet (1-minute load average under 0.5 before and after)."
+    return [head, "", f"- load before: `{before}`", f"- load after:  `{after}`"]

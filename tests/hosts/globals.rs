@@ -77,6 +77,106 @@ fn metrics(host: &Container, port: u16) -> String {
     host.exec(&["bash", "-c", &script]).transcript()
 }
 
+/// Runs apply with `args` in the background while job `job` (already taken
+/// by runner `pid`) runs: waits for apply's SIGQUIT, checks 3 s later that
+/// apply, the runner and the job are all still there, releases the job and
+/// returns apply's run and the release time (unix ms).
+fn apply_while_a_job_runs(host: &Container, args: &[&str], pid: u32, job: &str) -> (Run, u128) {
+    let mut argv = vec!["--output", "json", "apply"];
+    argv.extend_from_slice(args);
+    let started = Instant::now();
+    let mut apply = host
+        .tool_command(&argv, Some(LEGACY_TOKEN))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting apply");
+    wait_for(host, 60, "apply sends SIGQUIT", |all| {
+        all.iter()
+            .any(|e| e.pid == pid && e.what == "stop-signal SIGQUIT")
+    });
+    // It waits while the job runs: the old runner, the job and apply live on.
+    thread::sleep(Duration::from_secs(3));
+    assert!(
+        apply.try_wait().expect("apply status").is_none(),
+        "apply did not wait for the job"
+    );
+    assert!(
+        host.sh(&format!("kill -0 {pid}")).status.success(),
+        "the runner left before its job ended"
+    );
+    assert!(
+        !events(host)
+            .iter()
+            .any(|e| e.what == format!("job-finished {job}") || e.what.starts_with("job-aborted")),
+        "{:#?}",
+        events(host)
+    );
+    let released = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    std::fs::remove_file(host.path(&format!("{SERVER}/jobs/{job}.running"))).expect("release");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    apply
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("stdout");
+    apply
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let status = apply.wait().expect("apply");
+    let run = Run::from_output(
+        std::process::Output {
+            status,
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
+        },
+        started.elapsed(),
+    );
+    (run, released)
+}
+
+/// A second version of the stand-in package (17.5.0-1) beside the first,
+/// in a flat repository at /srv/runner-repo-2 that the host's apt reads.
+fn second_runner_version(tier: &harness::Tier, host: &Container) {
+    let stand_in = crate::stand_in::stand_in_binary().expect("stand-in binary");
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
+    let debs = tempfile::tempdir().expect("tempdir");
+    let built = std::process::Command::new("sh")
+        .arg(scripts.join("build-deb.sh"))
+        .arg(&stand_in)
+        .arg(debs.path())
+        .env("STAND_IN_VERSION", "17.5.0-1")
+        .status()
+        .expect("build-deb.sh");
+    assert!(built.success(), "building the 17.5.0-1 stand-in package");
+    for entry in std::fs::read_dir(tier.runner_repo()).expect("runner repo") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            std::fs::copy(&path, debs.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let made = std::process::Command::new("sh")
+        .arg(scripts.join("build-repo.sh"))
+        .arg(debs.path())
+        .arg(host.path("/srv/runner-repo-2"))
+        .status()
+        .expect("build-repo.sh");
+    assert!(made.success(), "building /srv/runner-repo-2");
+    host.write(
+        "/etc/apt/sources.list.d/runner-repo-2.list",
+        "deb [trusted=yes] file:/srv/runner-repo-2 ./\n",
+    );
+    host.sh_ok("apt-get update -q");
+}
+
 /// 19. `[global]` set with the runner running: reloaded without a restart;
 ///     a new listen_address restarts it gracefully, after a held job ended.
 pub fn globals_and_a_held_job() {
@@ -156,65 +256,9 @@ pub fn globals_and_a_held_job() {
     });
 
     // A new listen_address needs a restart: apply waits for the job.
-    let mut args = vec!["--output", "json", "apply"];
-    args.extend_from_slice(&globals);
+    let mut args: Vec<&str> = globals.to_vec();
     args.extend_from_slice(&["--listen-address", "127.0.0.1:9252"]);
-    let started = Instant::now();
-    let mut apply = host
-        .tool_command(&args, Some(LEGACY_TOKEN))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting apply");
-    wait_for(&host, 60, "apply sends SIGQUIT", |all| {
-        all.iter()
-            .any(|e| e.pid == pid && e.what == "stop-signal SIGQUIT")
-    });
-    // It waits while the job runs: the old runner, the job and apply live on.
-    thread::sleep(Duration::from_secs(3));
-    assert!(
-        apply.try_wait().expect("apply status").is_none(),
-        "apply did not wait for the job"
-    );
-    assert!(
-        host.sh(&format!("kill -0 {pid}")).status.success(),
-        "the runner left before its job ended"
-    );
-    assert!(
-        !events(&host)
-            .iter()
-            .any(|e| e.what.starts_with("job-finished") || e.what.starts_with("job-aborted")),
-        "{:#?}",
-        events(&host)
-    );
-    let released = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
-    std::fs::remove_file(host.path(&format!("{SERVER}/jobs/held.running"))).expect("release");
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    apply
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("stdout");
-    apply
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
-    let status = apply.wait().expect("apply");
-    let run = Run::from_output(
-        std::process::Output {
-            status,
-            stdout: stdout.into_bytes(),
-            stderr: stderr.into_bytes(),
-        },
-        started.elapsed(),
-    );
+    let (run, released) = apply_while_a_job_runs(&host, &args, pid, "held");
     run.assert_applied("apply with a job running");
     let text = run.transcript();
     assert!(
@@ -263,4 +307,48 @@ pub fn globals_and_a_held_job() {
     last.assert_converged("apply after the restart");
     before.assert_same(&host.managed(), "apply after the restart");
     assert_eq!(main_pid(&host), new_pid, "no second restart");
+
+    // An upgrade (runner.version) while a job runs: the package's scripts
+    // would stop the runner with SIGTERM, so apply stops it gracefully
+    // first; the new version starts after the job ended.
+    second_runner_version(&tier, &host);
+    host.write(&format!("{SERVER}/jobs/held2"), "");
+    wait_for(&host, 10, "the runner takes the second job", |all| {
+        all.iter()
+            .any(|e| e.pid == new_pid && e.what.starts_with("job-started held2"))
+    });
+    args.extend_from_slice(&["--runner-version", "17.5.0-1"]);
+    let (upgrade, released) = apply_while_a_job_runs(&host, &args, new_pid, "held2");
+    upgrade.assert_applied("upgrade with a job running");
+    let changes = upgrade.step("runner-install")["changes"].to_string();
+    assert!(
+        changes.contains("its 1 running job finished")
+            && changes.contains("upgraded gitlab-runner 17.4.0-1~standin → 17.5.0-1"),
+        "{}",
+        upgrade.transcript()
+    );
+    let status = host.read("/var/lib/dpkg/status");
+    assert!(
+        status.contains("Package: gitlab-runner\nStatus: hold ok installed"),
+        "{status}"
+    );
+    let all = events(&host);
+    let upgraded_pid = main_pid(&host);
+    assert!(
+        upgraded_pid != 0 && upgraded_pid != new_pid,
+        "the new version runs"
+    );
+    let finished = position(&all, new_pid, "job-finished held2");
+    let exited = position(&all, new_pid, "run-exited");
+    let started = position(&all, upgraded_pid, "run-started");
+    assert!(
+        all[finished].at >= released && finished < exited && exited < started,
+        "order: job finished {finished}, exited {exited}, new version {started}: {all:#?}"
+    );
+    assert!(!all.iter().any(|e| e.what.starts_with("job-aborted")));
+
+    let before = host.managed();
+    let last = host.apply(&args, Some(LEGACY_TOKEN));
+    last.assert_converged("apply after the upgrade");
+    before.assert_same(&host.managed(), "apply after the upgrade");
 }

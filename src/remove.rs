@@ -404,6 +404,48 @@ mod tests {
     }
 
     #[test]
+    fn purging_a_pinned_package_releases_its_hold_first() {
+        let fake = FakeHost::debian12();
+        let mut settings = fake.settings(Some(TOKEN));
+        settings.profile.runner.version = "17.7.0".into();
+        let reporter = fake.reporter(Format::Json);
+        let host = fake.host(reporter.clone());
+        let counts = steps_run(
+            &host,
+            &settings,
+            &Selection::default(),
+            Mode::Apply,
+            &reporter,
+        );
+        assert_eq!(counts.failed, 0, "{}", reporter.captured());
+        receipt::record_run(&host).expect("receipt");
+
+        let (dry, out) = remove(&fake, true, true);
+        assert_eq!(dry.failed, 0, "{out}");
+        assert!(
+            out.contains("release the hold on gitlab-runner gitlab-runner-helper-images"),
+            "{out}"
+        );
+        let (removed, out) = remove(&fake, false, true);
+        assert_eq!(removed.failed, 0, "{out}");
+        let apt: Vec<String> = fake
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.contains("apt-mark unhold") || c.contains(" purge "))
+            .collect();
+        assert_eq!(apt.len(), 2, "{apt:#?}");
+        assert_eq!(
+            apt[0],
+            "apt-mark unhold gitlab-runner gitlab-runner-helper-images"
+        );
+        assert!(
+            apt[1].contains(" purge ") && apt[1].contains("gitlab-runner-helper-images"),
+            "{apt:#?}"
+        );
+    }
+
+    #[test]
     fn without_a_receipt_there_is_nothing_to_remove() {
         let fake = FakeHost::debian12();
         let before = fake.snapshot();

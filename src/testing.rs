@@ -171,6 +171,8 @@ impl PackageManager for FakePackages {
                 .collect(),
         );
         for p in packages {
+            // apt releases the hold of a package it is told to change.
+            log.held.remove(&p.name);
             log.installed.insert(p.name.clone());
             let version = p.version.clone().unwrap_or_else(|| "1".to_string());
             log.versions.insert(p.name.clone(), version);
@@ -531,18 +533,15 @@ impl FakeRunner {
     }
 
     /// `package` or `package=version` (version 1 when none is given); a
-    /// package already there gets the new version and keeps its selection.
+    /// package already there gets the new version and, as apt does for a
+    /// package it is told to install, loses a hold.
     fn install(&self, spec: &str) {
         let (package, version) = spec.split_once('=').unwrap_or((spec, "1"));
         let status = read(&self.root, "/var/lib/dpkg/status");
-        let mut want = "install";
+        let want = "install";
         let mut kept: Vec<&str> = Vec::new();
         for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
-            if stanza.lines().any(|l| l == format!("Package: {package}")) {
-                if stanza.contains("Status: hold ") {
-                    want = "hold";
-                }
-            } else {
+            if !stanza.lines().any(|l| l == format!("Package: {package}")) {
                 kept.push(stanza);
             }
         }
@@ -619,6 +618,37 @@ impl FakeRunner {
                 {
                     self.install(p);
                 }
+                ok("")
+            }
+            ["apt-get", rest @ ..] if rest.contains(&"purge") => {
+                let status = read(&self.root, "/var/lib/dpkg/status");
+                let names: Vec<&str> = rest
+                    .iter()
+                    .filter(|a| !a.starts_with('-') && **a != "purge")
+                    .copied()
+                    .collect();
+                // apt refuses to remove a held package.
+                let held: Vec<&&str> = names
+                    .iter()
+                    .filter(|n| status.contains(&format!("Package: {n}\nStatus: hold ")))
+                    .collect();
+                if !held.is_empty() {
+                    return fail(
+                        "E: Held packages were changed and -y was used without --allow-change-held-packages.",
+                    );
+                }
+                let kept: String = status
+                    .split("\n\n")
+                    .filter(|stanza| {
+                        !stanza
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Package: "))
+                            .is_some_and(|n| names.contains(&n))
+                    })
+                    .map(|stanza| format!("{}\n\n", stanza.trim_end()))
+                    .filter(|stanza| stanza.trim() != "")
+                    .collect();
+                write(&self.root, "/var/lib/dpkg/status", &kept);
                 ok("")
             }
             ["apt-mark", action @ ("hold" | "unhold"), packages @ ..] => {

@@ -347,12 +347,23 @@ pub fn run_with_statuses(
             )
         } else {
             let waiting_on = step.needs().iter().find(|d| pending.contains(d)).copied();
-            if mode == Mode::Apply {
-                shared.before(host, settings, &steps[index..], &failed);
-            }
-            let already = shared.done_for(id);
+            // Called once the step has started, so the shared install's time
+            // and progress are this step's.
+            let mut before = || {
+                if mode == Mode::Apply {
+                    shared.before(host, settings, &steps[index..], &failed);
+                }
+                shared.done_for(id)
+            };
             run_step(
-                host, settings, id, step, mode, waiting_on, reporter, already,
+                host,
+                settings,
+                id,
+                step,
+                mode,
+                waiting_on,
+                reporter,
+                &mut before,
             )
         };
         match report.status {
@@ -524,11 +535,13 @@ fn run_step(
     mode: Mode,
     waiting_on: Option<StepId>,
     reporter: &Reporter,
-    already: Vec<String>,
+    before: &mut dyn FnMut() -> Vec<String>,
 ) -> StepReport {
     reporter.step_started(id.as_str());
     let started = host.now();
     let elapsed = || host.now() - started;
+    // What the shared apt transaction did for this step (apply only).
+    let already = before();
     // In a plan, a step after a pending one is judged after that one has
     // run: its state now (no group docker before Docker is installed, no
     // daemon to ask) says nothing about what apply will find.

@@ -73,8 +73,12 @@ pub struct Plan {
     /// Where the packages come from (none: the distribution).
     pub sources: Vec<Source>,
     pub actions: Vec<Action>,
-    /// Pinned packages to hold (`apt-mark hold`) once installed.
+    /// Pinned packages to hold (`apt-mark hold`) once installed: those not
+    /// held yet, and those the install moves (apt releases the hold of a
+    /// held package it is told to change).
     pub hold: Vec<String>,
+    /// Of those, the ones not held now (what `plan` shows as a new hold).
+    pub newly_held: Vec<String>,
     /// The profile key that pins them, for messages ("runner.version").
     pub pin_key: &'static str,
     /// Before the transaction, stop gitlab-runner gracefully, waiting up to
@@ -108,13 +112,16 @@ impl Plan {
                 changes.push(Change::new(line));
             }
         }
-        if !self.hold.is_empty() {
+        if !self.newly_held.is_empty() {
+            let them = if self.newly_held.len() == 1 {
+                "it"
+            } else {
+                "them"
+            };
             changes.push(Change::new(format!(
-                "hold {} (apt-mark hold: upgrades, unattended-upgrades too, leave {} where {} pins {})",
-                self.hold.join(" "),
-                if self.hold.len() == 1 { "it" } else { "them" },
+                "hold {} (apt-mark hold: upgrades, unattended-upgrades too, leave {them} where {} pins {them})",
+                self.newly_held.join(" "),
                 self.pin_key,
-                if self.hold.len() == 1 { "it" } else { "them" },
             )));
         }
         Ok(changes)
@@ -153,8 +160,14 @@ pub fn plan(
                 from,
             });
         }
-        if package.version.is_some() && !packages.held(host, &package.name)? {
-            plan.hold.push(package.name.clone());
+        if package.version.is_some() {
+            let held = packages.held(host, &package.name)?;
+            if !held {
+                plan.newly_held.push(package.name.clone());
+            }
+            if !held || moves {
+                plan.hold.push(package.name.clone());
+            }
         }
     }
     Ok(plan)
@@ -245,8 +258,11 @@ pub fn apply_all(
             .hold(host, step, &holds)
             .context("holding the pinned packages")?;
         for (i, plan) in plans.iter().enumerate() {
-            if !plan.hold.is_empty() {
-                done[i].push(format!("held {} (apt-mark hold)", plan.hold.join(" ")));
+            if !plan.newly_held.is_empty() {
+                done[i].push(format!(
+                    "held {} (apt-mark hold)",
+                    plan.newly_held.join(" ")
+                ));
             }
         }
     }

@@ -1525,7 +1525,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
             mode,
             waiting_on,
             &reporter,
-            Vec::new(),
+            &mut Vec::new,
         );
         assert_eq!(report.status, status, "{name}");
         assert_eq!(report.reason.as_deref(), reason, "{name}");
@@ -1552,7 +1552,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
         Mode::Plan,
         None,
         &reporter,
-        Vec::new(),
+        &mut Vec::new,
     );
     assert_eq!(plan.reason.as_deref(), Some("cheaper probe"));
     let verify = super::run_step(
@@ -1563,7 +1563,7 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
         Mode::Verify,
         None,
         &reporter,
-        Vec::new(),
+        &mut Vec::new,
     );
     assert_eq!(verify.status, Status::Ok);
 }

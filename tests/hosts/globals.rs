@@ -143,8 +143,9 @@ fn apply_while_a_job_runs(host: &Container, args: &[&str], pid: u32, job: &str) 
     (run, released)
 }
 
-/// A second version of the stand-in package (17.5.0-1) beside the first,
-/// in a flat repository at /srv/runner-repo-2 that the host's apt reads.
+/// A newer version of the stand-in package (17.9.0-1, with its helper
+/// images) beside the tier's (17.7.0-1 and 17.8.0-1), in a flat repository
+/// at /srv/runner-repo-2 that the host's apt reads.
 fn second_runner_version(tier: &harness::Tier, host: &Container) {
     let stand_in = crate::stand_in::stand_in_binary().expect("stand-in binary");
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
@@ -153,10 +154,11 @@ fn second_runner_version(tier: &harness::Tier, host: &Container) {
         .arg(scripts.join("build-deb.sh"))
         .arg(&stand_in)
         .arg(debs.path())
-        .env("STAND_IN_VERSION", "17.5.0-1")
+        .env("STAND_IN_VERSION", "17.9.0-1")
+        .env("STAND_IN_COMPRESS", "gzip")
         .status()
         .expect("build-deb.sh");
-    assert!(built.success(), "building the 17.5.0-1 stand-in package");
+    assert!(built.success(), "building the 17.9.0-1 stand-in package");
     for entry in std::fs::read_dir(tier.runner_repo()).expect("runner repo") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "deb") {
@@ -317,13 +319,13 @@ pub fn globals_and_a_held_job() {
         all.iter()
             .any(|e| e.pid == new_pid && e.what.starts_with("job-started held2"))
     });
-    args.extend_from_slice(&["--runner-version", "17.5.0-1"]);
+    args.extend_from_slice(&["--runner-version", "17.9.0"]);
     let (upgrade, released) = apply_while_a_job_runs(&host, &args, new_pid, "held2");
     upgrade.assert_applied("upgrade with a job running");
     let changes = upgrade.step("runner-install")["changes"].to_string();
     assert!(
         changes.contains("its 1 running job finished")
-            && changes.contains("upgraded gitlab-runner 17.4.0-1~standin → 17.5.0-1"),
+            && changes.contains("upgraded gitlab-runner 17.8.0-1 → 17.9.0-1"),
         "{}",
         upgrade.transcript()
     );

@@ -189,19 +189,40 @@ fn run_dir() -> Result<PathBuf, String> {
     Ok(Path::new(WORK_ROOT).join(format!("run-{}", std::process::id())))
 }
 
-/// A flat apt repository holding the stand-in's package, built from `stand_in`.
+/// The stand-in's versions in the tier's repository, as GitLab's repository
+/// spells releases: both from 17.7 on, so each comes with its own
+/// gitlab-runner-helper-images package and depends on exactly it (a pin of
+/// the older one must install both in one transaction). An unpinned install
+/// gets the newer one, as from GitLab's repository.
+pub const RUNNER_VERSIONS: [&str; 2] = ["17.7.0-1", "17.8.0-1"];
+
+/// Shell that installs the newest stand-in gitlab-runner straight from the
+/// repository's files, with its helper-images package (no apt source added:
+/// that is the tool's job). Prints nothing.
+pub const INSTALL_STAND_IN_BY_HAND: &str = "v=$(ls /srv/runner-repo | sed -n 's/^gitlab-runner_\\(.*\\)_amd64\\.deb$/\\1/p' | sort -V | tail -n1) && \
+     helper=/srv/runner-repo/gitlab-runner-helper-images_${v}_all.deb && \
+     if [ ! -e \"$helper\" ]; then helper=; fi && \
+     DEBIAN_FRONTEND=noninteractive apt-get install -y -q /srv/runner-repo/gitlab-runner_${v}_amd64.deb $helper >/dev/null";
+
+/// A flat apt repository holding the stand-in's packages (every version in
+/// RUNNER_VERSIONS and their helper images), built from `stand_in`.
 fn runner_repo(stand_in: &Path, name: &str) -> Result<PathBuf, String> {
     let run_dir = run_dir()?;
     let debs = run_dir.join(format!("{name}-debs"));
     let runner_repo = run_dir.join(name);
     fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
     let stand_in_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in");
-    run_host(
-        Command::new("sh")
-            .arg(stand_in_dir.join("build-deb.sh"))
-            .arg(stand_in)
-            .arg(&debs),
-    )?;
+    for version in RUNNER_VERSIONS {
+        run_host(
+            Command::new("sh")
+                .arg(stand_in_dir.join("build-deb.sh"))
+                .arg(stand_in)
+                .arg(&debs)
+                .env("STAND_IN_VERSION", version)
+                // gzip: a few seconds per package where xz takes half a minute.
+                .env("STAND_IN_COMPRESS", "gzip"),
+        )?;
+    }
     run_host(
         Command::new("sh")
             .arg(stand_in_dir.join("build-repo.sh"))

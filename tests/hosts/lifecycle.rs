@@ -492,13 +492,13 @@ pub fn remove_round_trip() {
     let _time = WallTime::start("remove_round_trip");
     let host = tier.boot("rp-remove");
     // Someone else's runner in the same config.toml, registered by hand.
-    host.sh_ok(
-        "deb=$(find /srv/runner-repo -name 'gitlab-runner_*.deb' | head -n1) && \
-         DEBIAN_FRONTEND=noninteractive apt-get install -y -q \"$deb\" >/dev/null && \
+    host.sh_ok(&format!(
+        "{} && \
          GITLAB_RUNNER_STAND_IN_NOW=2026-11-28T12:00:00Z CI_SERVER_TOKEN=glrt-someone-elses-runner \
          gitlab-runner register --non-interactive --url https://other.example.com/ \
          --name other --executor shell >/dev/null 2>&1",
-    );
+        harness::INSTALL_STAND_IN_BY_HAND
+    ));
     let first = tool_at_fixed_time(&host, &["--output", "json", "apply"], Some(GLRT_TOKEN));
     first.assert_applied("first apply");
     let applied = host.snapshot(ROUND_TRIP);

@@ -19,6 +19,7 @@ mod harness;
 mod job_checks;
 mod lifecycle;
 mod network;
+mod pins;
 mod prune;
 mod releases;
 mod scenarios;
@@ -188,4 +189,11 @@ fn globals_and_a_held_job() {
 #[test]
 fn prune_timer() {
     prune::prune_timer();
+}
+
+/// 21. A pinned older runner with its helper images, held, then an
+///     explicit upgrade by changing the pin.
+#[test]
+fn pinned_runner_then_upgrade() {
+    pins::pinned_runner_then_upgrade();
 }

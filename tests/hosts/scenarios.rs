@@ -39,10 +39,7 @@ impl Drop for WallTime {
 /// Installs the stand-in gitlab-runner package straight from the local
 /// repository's file (no apt source added: that is the tool's job).
 fn preinstall_gitlab_runner(host: &Container) {
-    host.sh_ok(
-        "deb=$(find /srv/runner-repo -name 'gitlab-runner_*.deb' | head -n1) && \
-         DEBIAN_FRONTEND=noninteractive apt-get install -y -q \"$deb\"",
-    );
+    host.sh_ok(harness::INSTALL_STAND_IN_BY_HAND);
 }
 
 fn preinstall_docker(host: &Container) {
@@ -648,14 +645,76 @@ fn assert_not_torn(host: &Container, when: &str) {
     assert!(group.starts_with("root:x:0:"), "{when}: /etc/group is torn");
 }
 
-/// 8. `apply` killed with SIGKILL during registration, during apt (dpkg
-///    unpacking Docker) and as docker-driver starts; the next `apply`
-///    converges and nothing is torn or left behind.
+/// 8. `apply` killed with SIGKILL during apt (dpkg unpacking the fresh
+///    install's packages), during registration and as docker-driver starts;
+///    the next `apply` converges and nothing is torn or left behind.
 pub fn interrupted_apply() {
     let Some(tier) = harness::tier() else { return };
     let _time = WallTime::start("interrupted_apply");
     let host = tier.boot("rp-interrupted");
     let args = ["--output", "json", "apply"];
+
+    // During apt: dpkg unpacking the packages of the fresh install (gitlab-runner
+    // and Docker Engine, in the one transaction runner-install starts).
+    let mut child = host
+        .tool_command(&args, Some(LEGACY_TOKEN))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning apply");
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lines").push(line);
+            }
+        })
+    };
+    let in_install = || {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains("\"step_started\"") && l.contains("\"runner-install\""))
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut killed = false;
+    while Instant::now() < deadline && !killed {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        // apt hands dpkg a directory of packages (--recursive), so the
+        // package names are not on its argv: the step tells which install
+        // (the first apply's only one).
+        let unpacking = in_install()
+            && descendants(child.id()).into_iter().any(|pid| {
+                comm(pid) == "dpkg"
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains("--unpack"))
+                        .unwrap_or(false)
+            });
+        if unpacking {
+            thread::sleep(Duration::from_millis(500));
+            kill_tree(child.id());
+            killed = true;
+        } else {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.wait();
+    let _ = reader.join();
+    assert!(
+        killed,
+        "dpkg never unpacked the packages during apply:\n{}",
+        lines.lock().expect("lines").join("\n")
+    );
+    assert_not_torn(&host, "killed during apt");
 
     // During registration: as soon as `gitlab-runner register` runs (it is
     // quick: if it is never caught, the kill lands 3 s into the step).
@@ -682,66 +741,6 @@ pub fn interrupted_apply() {
         lines.join("\n")
     );
     assert_not_torn(&host, "killed during runner-register");
-
-    // During apt: dpkg unpacking Docker Engine's packages.
-    let mut child = host
-        .tool_command(&args, Some(LEGACY_TOKEN))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawning apply");
-    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                lines.lock().expect("lines").push(line);
-            }
-        })
-    };
-    let in_docker_install = || {
-        lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .any(|l| l.contains("\"step_started\"") && l.contains("\"docker-install\""))
-    };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut killed = false;
-    while Instant::now() < deadline && !killed {
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        // apt hands dpkg a directory of packages (--recursive), so the
-        // package names are not on its argv: the step tells which install.
-        let unpacking = in_docker_install()
-            && descendants(child.id()).into_iter().any(|pid| {
-                comm(pid) == "dpkg"
-                    && fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains("--unpack"))
-                        .unwrap_or(false)
-            });
-        if unpacking {
-            thread::sleep(Duration::from_millis(500));
-            kill_tree(child.id());
-            killed = true;
-        } else {
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let _ = child.wait();
-    let _ = reader.join();
-    assert!(
-        killed,
-        "dpkg never unpacked Docker during apply:\n{}",
-        lines.lock().expect("lines").join("\n")
-    );
-    assert_not_torn(&host, "killed during apt");
 
     // As docker-driver starts (config.toml and daemon.json writes).
     let (lines, killed) = host.kill_tool_when(&args, Some(LEGACY_TOKEN), |line, _| {

@@ -177,13 +177,17 @@ pub fn gitlab_manual_setup_adopted() {
     // GitLab's repository layout (packages.gitlab.com/runner/gitlab-runner/debian),
     // holding the stand-in, signed with a key made now.
     let repo = host.path("/srv/gitlab/debian");
+    // gitlab-runner and, as in GitLab's repository since 17.7, the helper
+    // images package it depends on.
     let runner_deb = deb_in(tier.runner_repo(), "gitlab-runner_");
+    let helper_deb = deb_in(tier.runner_repo(), "gitlab-runner-helper-images_");
     run_here(
         Command::new("sh")
             .arg(here().join("signed-repo.sh"))
             .arg(&repo)
             .args([suite.as_str(), "main"])
-            .arg(&runner_deb),
+            .arg(&runner_deb)
+            .arg(&helper_deb),
     );
 
     // What GitLab's script.deb.sh leaves: the key de-armoured into

@@ -21,13 +21,20 @@ fn apt_transactions(host: &Container) -> Vec<String> {
         .collect()
 }
 
-/// The test profile with `[runner] version = VERSION`.
-fn pinned(version: &str) -> String {
-    TEST_PROFILE.replacen(
-        "[runner]\n",
-        &format!("[runner]\nversion = \"{version}\"\n"),
-        1,
-    )
+/// The test profile with `[runner] version = VERSION` and `[docker]
+/// version = DOCKER`.
+fn pinned(version: &str, docker: &str) -> String {
+    TEST_PROFILE
+        .replacen(
+            "[runner]\n",
+            &format!("[runner]\nversion = \"{version}\"\n"),
+            1,
+        )
+        .replacen(
+            "[docker]\n",
+            &format!("[docker]\nversion = \"{docker}\"\n"),
+            1,
+        )
 }
 
 fn changes_of(run: &harness::Run, id: &str) -> Vec<String> {
@@ -42,9 +49,10 @@ fn changes_of(run: &harness::Run, id: &str) -> Vec<String> {
 }
 
 /// 21. A pinned older runner: installed with its helper images in the same
-///     apt transaction as Docker Engine, both held (an upgrade passes them
-///     by); a second apply changes nothing; the pin moved: an explicit
-///     upgrade, still held; again nothing to change.
+///     apt transaction as Docker Engine (pinned too, at the mirror's
+///     version), all held (an upgrade passes them by); a second apply
+///     changes nothing; the runner's pin moved: an explicit upgrade, still
+///     held; again nothing to change.
 pub fn pinned_runner_then_upgrade() {
     let Some(tier) = harness::tier() else { return };
     let _time = WallTime::start("pinned_runner_then_upgrade");
@@ -72,7 +80,14 @@ pub fn pinned_runner_then_upgrade() {
         alone.transcript()
     );
 
-    host.write(PROFILE, &pinned("17.7.0"));
+    // Docker Engine pinned too, at the version the mirror has (as
+    // `apt-cache madison docker.io` lists it).
+    let docker = host
+        .sh_ok("apt-cache madison docker.io | awk 'NR == 1 { print $3 }'")
+        .trim()
+        .to_string();
+    assert!(!docker.is_empty(), "no docker.io in the mirror");
+    host.write(PROFILE, &pinned("17.7.0", &docker));
     let plan = host.tool(&["--output", "json", "plan"], None);
     plan.assert_success("plan with a pin");
     let planned = plan
@@ -103,7 +118,7 @@ pub fn pinned_runner_then_upgrade() {
     for spec in [
         &format!("gitlab-runner={older}"),
         &format!("gitlab-runner-helper-images={older}"),
-        &"docker.io".to_string(),
+        &format!("docker.io={docker}"),
     ] {
         assert!(together.contains(spec.as_str()), "{spec}: {together}");
     }
@@ -116,7 +131,9 @@ pub fn pinned_runner_then_upgrade() {
     assert!(
         changes_of(&first, "docker-install")
             .iter()
-            .any(|c| c.starts_with("installed package docker.io (one apt transaction")),
+            .any(|c| c.starts_with(&format!(
+                "installed package docker.io {docker} (one apt transaction"
+            ))),
         "{}",
         first.transcript()
     );
@@ -124,8 +141,12 @@ pub fn pinned_runner_then_upgrade() {
         assert_eq!(dpkg(&host, package), format!("hold ok installed {older}"));
     }
     assert_eq!(
+        dpkg(&host, "docker.io"),
+        format!("hold ok installed {docker}")
+    );
+    assert_eq!(
         host.sh_ok("apt-mark showhold"),
-        "gitlab-runner\ngitlab-runner-helper-images\n"
+        "docker.io\ngitlab-runner\ngitlab-runner-helper-images\n"
     );
     // What unattended-upgrades would do: the newer version is there, held
     // packages stay.
@@ -142,7 +163,7 @@ pub fn pinned_runner_then_upgrade() {
     converged.assert_same(&host.managed(), "second apply with the pin");
 
     // The pin moved: an explicit upgrade, shown from → to.
-    host.write(PROFILE, &pinned("17.8.0"));
+    host.write(PROFILE, &pinned("17.8.0", &docker));
     let plan = host.tool(&["--output", "json", "plan", "--detailed-exitcode"], None);
     assert_eq!(plan.code(), Some(2), "{}", plan.transcript());
     assert!(

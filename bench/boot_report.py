@@ -200,7 +200,7 @@ w(f"| of which systemd: its start → the per-boot unit starts | {spread('golden
 w(f"| of which docker.service's start (systemd's own timestamps) | {spread('golden', 'docker_start')} | not at boot (installed by apply) |")
 w(f"| the tool: per-boot `apply` (wall) | {spread('golden', 'apply')} | {spread('plain', 'apply')} |")
 w(f"| of which registration (`runner-register`, stand-in, offline) | {spread('golden', 'register')} | {spread('plain', 'register')} |")
-w(f"| of which in no step's `duration_ms` (a shared apt transaction runs before runner-install's timer starts) | {spread('golden', 'outside')} | {spread('plain', 'outside')} |")
+w(f"| of which in no step's `duration_ms` (the engine between steps; before 838a6c5 also the shared apt transaction, which now counts in runner-install's time) | {spread('golden', 'outside')} | {spread('plain', 'outside')} |")
 w(f"| the tool: `verify` (wall) | {spread('golden', 'verify')} | {spread('plain', 'verify')} |")
 w(f"| **the tool's part** (apply + verify) | {spread('golden', 'tool')} | {spread('plain', 'tool')} |")
 ratio = None

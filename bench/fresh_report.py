@@ -124,9 +124,9 @@ if step_times:
       + (f"; summary {statistics.median(summaries):.2f}" if summaries else ""))
 if outside:
     w(f"- the apply's time in no step's `duration_ms` (summary minus the steps' sum): "
-      f"**{statistics.median(outside):.2f}** s: the one apt transaction that runner-install "
-      f"and docker-install share runs before runner-install's timer starts, so neither "
-      f"step's time includes it")
+      f"**{statistics.median(outside):.2f}** s: the engine between steps (since 838a6c5 "
+      f"the one apt transaction that runner-install and docker-install share counts in "
+      f"runner-install's time; before, it ran before that step's timer started)")
 w("")
 w("| round | method | seconds | exit |")
 w("|---:|---|---:|---:|")

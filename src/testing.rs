@@ -113,6 +113,8 @@ pub struct PackageLog {
     pub refreshes: usize,
     /// Each `hold` and `unhold` call's packages, with the action.
     pub marks: Vec<(&'static str, Vec<String>)>,
+    /// How long each install takes on the host's clock.
+    pub install_takes: Duration,
 }
 
 impl FakePackages {
@@ -159,7 +161,9 @@ impl PackageManager for FakePackages {
         Ok(done)
     }
 
-    fn install(&self, _host: &Host, _step: &str, packages: &[Package]) -> Result<()> {
+    fn install(&self, host: &Host, _step: &str, packages: &[Package]) -> Result<()> {
+        let takes = self.log().install_takes;
+        host.sleep(takes);
         let mut log = self.log();
         log.transactions.push(
             packages

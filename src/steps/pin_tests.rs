@@ -452,3 +452,30 @@ fn a_version_change_stops_the_running_runner_gracefully_before_apt_does() {
         "{text}"
     );
 }
+
+#[test]
+fn the_shared_install_counts_in_the_time_of_the_step_that_runs_it() {
+    let fake = FakeHost::debian12();
+    let packages = FakePackages::default();
+    packages.log.lock().expect("log").install_takes = std::time::Duration::from_secs(7);
+    let settings = fake.settings(Some(LEGACY));
+    let reporter = fake.reporter(Format::Json);
+    let host = fake
+        .host(reporter.clone())
+        .with_packages(Box::new(packages.clone()));
+    let selection = Selection {
+        only: vec![StepId::RunnerInstall, StepId::DockerInstall],
+        skip: Vec::new(),
+    };
+    let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
+    let text = reporter.captured();
+    assert_eq!((counts.changed, counts.failed), (2, 0), "{text}");
+    assert_eq!(packages.log.lock().expect("log").transactions.len(), 1);
+    let duration = |id: &str| -> u64 {
+        let line = finished(&text, id);
+        let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+        value["duration_ms"].as_u64().expect("duration_ms")
+    };
+    assert!(duration("runner-install") >= 7000, "{text}");
+    assert!(duration("docker-install") < 7000, "{text}");
+}

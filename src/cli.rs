@@ -648,7 +648,7 @@ impl SettingsArgs {
         }
         let mut runner_tokens = Vec::new();
         for runner in &profile.runners {
-            let token = listed_token(global, runner)
+            let token = listed_token(runner)
                 .with_context(|| format!("runner {:?}'s {}", runner.name, runner.token_source()))?;
             if let Some(token) = &token {
                 global.redactor.add_token(token.expose());
@@ -666,8 +666,9 @@ impl SettingsArgs {
 /// One `[[runners]]` entry's token: none when its variable is unset or
 /// empty or its file does not exist (a runner already registered needs
 /// none, and cloud-init's /run is empty after a reboot); an error when the
-/// source holds something that is no token.
-fn listed_token(global: &Global, runner: &crate::profile::ListedRunner) -> Result<Option<Token>> {
+/// source holds something that is no token, or the file is not the
+/// runner's alone (see [`Token::from_private_file`]).
+fn listed_token(runner: &crate::profile::ListedRunner) -> Result<Option<Token>> {
     if !runner.token_env.is_empty() {
         return match std::env::var(&runner.token_env) {
             Err(std::env::VarError::NotPresent) => Ok(None),
@@ -680,11 +681,7 @@ fn listed_token(global: &Global, runner: &crate::profile::ListedRunner) -> Resul
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         _ => {}
     }
-    let (token, warning) = Token::from_file(path)?;
-    if let Some(warning) = warning {
-        global.reporter().warning(None, &warning);
-    }
-    Ok(Some(token))
+    Ok(Some(Token::from_private_file(path)?))
 }
 
 impl SelectionArgs {

@@ -111,4 +111,6 @@ pub enum Error {
         url: String,
         from: String,
     },
+    #[error("token file {} is refused: {reason}", path.display())]
+    UnsafeTokenFile { path: PathBuf, reason: String },
 }

@@ -74,6 +74,53 @@ impl Token {
         Ok((token, warning))
     }
 
+    /// Reads the token of a `[[runners]]` entry's `token_file`, which must
+    /// be that runner's alone: a regular file, not a symbolic link (a link
+    /// planted where others can write would have root read a file of their
+    /// choosing), owned by root or by the user running the tool (not one
+    /// someone else can rewrite), neither readable nor writable by group or
+    /// others. Anything else is refused, naming the file and the fix.
+    pub fn from_private_file(path: &Path) -> Result<Self, crate::Error> {
+        let refused = |reason: String| crate::Error::UnsafeTokenFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = match open_nonblocking(path, nix::libc::O_NOFOLLOW) {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return Err(refused(
+                    "it is a symbolic link; name the file itself in token_file".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(crate::Error::TokenFile {
+                    path: path.to_path_buf(),
+                    reason: e.kind().to_string(),
+                });
+            }
+        };
+        let text = read_opened(file, MAX_TOKEN_BYTES, "a token").map_err(|reason| {
+            crate::Error::TokenFile {
+                path: path.to_path_buf(),
+                reason,
+            }
+        })?;
+        let euid = nix::unistd::geteuid().as_raw();
+        if text.uid != 0 && text.uid != euid {
+            return Err(refused(format!(
+                "it is owned by uid {}, who can change the token; `chown root:root` it",
+                text.uid
+            )));
+        }
+        if text.mode & 0o077 != 0 {
+            return Err(refused(format!(
+                "group or others can read or write it (mode {:04o}); `chmod 600` it, and change the token in GitLab if others can log in to this host",
+                text.mode & 0o7777
+            )));
+        }
+        Self::new(&text.contents)
+    }
+
     /// `glrt-` tokens are runner authentication tokens (GitLab 15.10+ flow);
     /// anything else is a legacy registration token.
     pub fn is_authentication_token(&self) -> bool {
@@ -92,23 +139,33 @@ impl fmt::Debug for Token {
     }
 }
 
-/// A small text file read whole: its contents and mode.
+/// A small text file read whole: its contents, mode and owner.
 pub struct SmallFile {
     pub contents: String,
     pub mode: u32,
+    pub uid: u32,
 }
 
 /// Reads a regular file of at most `cap` bytes without blocking on a FIFO
 /// (opened `O_NONBLOCK`, then checked to be a regular file before any read).
 /// The error is a reason to put after the path.
 pub fn read_small_file(path: &Path, cap: u64, what: &str) -> Result<SmallFile, String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new()
+    let file = open_nonblocking(path, 0).map_err(|e| e.kind().to_string())?;
+    read_opened(file, cap, what)
+}
+
+/// Opens `path` for reading without blocking (a FIFO) or taking a terminal.
+fn open_nonblocking(path: &Path, flags: i32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | flags)
         .open(path)
-        .map_err(|e| e.kind().to_string())?;
+}
+
+fn read_opened(file: std::fs::File, cap: u64, what: &str) -> Result<SmallFile, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
     let meta = file.metadata().map_err(|e| e.kind().to_string())?;
     if !meta.is_file() {
         return Err(format!(
@@ -133,6 +190,7 @@ pub fn read_small_file(path: &Path, cap: u64, what: &str) -> Result<SmallFile, S
     Ok(SmallFile {
         contents,
         mode: meta.mode(),
+        uid: meta.uid(),
     })
 }
 
@@ -570,6 +628,75 @@ mod tests {
             "{warning}"
         );
         assert!(!warning.contains("Zx9yW8"), "{warning}");
+    }
+
+    #[test]
+    fn a_listed_runners_token_file_must_be_its_own_regular_root_only_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "GR1348941privateFileToken9";
+        let file = dir.path().join("images.token");
+        std::fs::write(&file, format!("{secret}\n")).expect("write");
+        let chmod = |mode: u32| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        for mode in [0o600, 0o400] {
+            chmod(mode);
+            let token = Token::from_private_file(&file).expect("a root-only file");
+            assert_eq!(token.expose(), secret);
+        }
+        let refused = |path: &Path| {
+            let text = Token::from_private_file(path)
+                .map(|_| ())
+                .expect_err("refused")
+                .to_string();
+            assert!(!text.contains("privateFile"), "{text}");
+            text
+        };
+        for mode in [0o640, 0o604, 0o660, 0o602, 0o644] {
+            chmod(mode);
+            let text = refused(&file);
+            assert!(
+                text.contains(&format!("{} is refused", file.display()))
+                    && text.contains(&format!("(mode {mode:04o}); `chmod 600` it")),
+                "{mode:o}: {text}"
+            );
+        }
+        chmod(0o600);
+        // A link, even to a good file, and a link to nowhere.
+        let link = dir.path().join("link.token");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let dangling = dir.path().join("dangling.token");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).expect("symlink");
+        for path in [&link, &dangling] {
+            let text = refused(path);
+            assert!(
+                text.contains("is a symbolic link; name the file itself"),
+                "{text}"
+            );
+        }
+        // What a token file may never be, read without blocking.
+        let fifo = dir.path().join("fifo.token");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        assert!(refused(&fifo).contains("not a regular file"));
+        assert!(refused(&dir.path().join("missing")).contains("not found"));
+        // Someone else's file: they could swap the token (only root can
+        // make one; as another user the file's own owner is the caller).
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(65534)), None)
+                .expect("chown");
+            let text = refused(&file);
+            assert!(
+                text.contains("owned by uid 65534") && text.contains("chown root:root"),
+                "{text}"
+            );
+        } else {
+            let mine = std::fs::metadata(&file).expect("stat");
+            assert_eq!(
+                std::os::unix::fs::MetadataExt::uid(&mine),
+                nix::unistd::geteuid().as_raw()
+            );
+        }
     }
 
     #[test]

@@ -171,6 +171,15 @@ fn listed_runner_input_is_refused_before_any_change_and_never_echoes_a_token() {
     std::fs::write(&empty, "\n").expect("write");
     let open = secrets.path().join("open.token");
     std::fs::write(&open, format!("{IMAGES} {IMAGES}\n")).expect("write");
+    for path in [&empty, &open] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    // The right token, where others can read it, or behind a link.
+    let shared = secrets.path().join("shared.token");
+    std::fs::write(&shared, format!("{IMAGES}\n")).expect("write");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let link = secrets.path().join("link.token");
+    std::os::unix::fs::symlink(&file, &link).expect("symlink");
     let before = tree.snapshot();
     let apply = ["apply", "--yes", "--accept-docker-group-risk"];
     let with = |extra: &[&'static str]| -> Vec<&'static str> {
@@ -215,7 +224,8 @@ fn listed_runner_input_is_refused_before_any_change_and_never_echoes_a_token() {
         assert!(out.stderr.contains(expected), "{args:?} {env:?}: {out}");
         no_token_in(&tree, &[&out]);
     }
-    // A token file that is no token: empty, two words, a directory, a FIFO.
+    // A token file that is no token: empty, two words, a directory, a FIFO;
+    // or not the runner's alone: readable by others, a link.
     let fifo = secrets.path().join("fifo.token");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
     for (path, expected) in [
@@ -223,6 +233,11 @@ fn listed_runner_input_is_refused_before_any_change_and_never_echoes_a_token() {
         (open.clone(), "spaces or control characters"),
         (secrets.path().to_path_buf(), "not a regular file"),
         (fifo, "not a regular file"),
+        (
+            shared,
+            "is refused: group or others can read or write it (mode 0644); `chmod 600` it",
+        ),
+        (link, "is refused: it is a symbolic link"),
     ] {
         fleet(&tree, &path, "");
         let out = tree.run(&apply, None, &[("BUILD_TOKEN", BUILD)]);

@@ -1748,4 +1748,132 @@ mod tests {
         let text = toml::to_string(&Profile::default()).expect("serialize");
         assert!(!text.contains("[global]"), "{text}");
     }
+
+    /// `(table, key)` of every scalar or array under `value` (`[[runners]]`
+    /// entries count as the table `runners`).
+    fn keys_of(
+        prefix: &str,
+        table: &toml::Table,
+        out: &mut std::collections::BTreeSet<(String, String)>,
+    ) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => keys_of(&path, t, out),
+                toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                    for t in a.iter().filter_map(toml::Value::as_table) {
+                        keys_of(&path, t, out);
+                    }
+                }
+                _ => {
+                    out.insert((prefix.to_string(), key.clone()));
+                }
+            }
+        }
+    }
+
+    /// `(table, key)` of every `key = …` line (or `# key = …`) in the TOML
+    /// blocks of a Markdown text, under the table header above it.
+    fn documented_keys(markdown: &str) -> std::collections::BTreeSet<(String, String)> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut in_toml = false;
+        let mut table = String::new();
+        for line in markdown.lines() {
+            let line = line.trim();
+            if line.starts_with("```") {
+                in_toml = line == "```toml";
+                table.clear();
+                continue;
+            }
+            if !in_toml {
+                continue;
+            }
+            if let Some(header) = line.strip_prefix('[') {
+                let header = header.trim_start_matches('[');
+                table = header.split(']').next().unwrap_or_default().to_string();
+                continue;
+            }
+            let line = line.trim_start_matches("# ");
+            if let Some((key, _)) = line.split_once(" = ") {
+                if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    found.insert((table.clone(), key.to_string()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_readme_documents_every_profile_key_and_the_fleet_profile_uses_issue_12s() {
+        let mut full = Profile::default();
+        full.runner.repository = Some(Repository::default());
+        full.runner.require_registration = true;
+        full.runner.unregister_on_shutdown = true;
+        full.runner.shutdown_timeout = 1;
+        full.runner.version = "17.5.0".into();
+        full.runners = vec![ListedRunner {
+            name: "a".into(),
+            limit: 1,
+            environment: vec!["A=1".into()],
+            token_env: "T".into(),
+            token_file: "/t".into(),
+            ..ListedRunner::default()
+        }];
+        full.docker.repository = Some(Repository::docker());
+        full.docker.version = "1".into();
+        full.network.http_proxy = "http://proxy:3128".into();
+        full.prune.schedule = PruneSchedule::Daily;
+        full.global = Global {
+            concurrent: Some(1),
+            check_interval: Some(1),
+            shutdown_timeout: Some(1),
+            listen_address: Some(String::new()),
+        };
+        let toml::Value::Table(table) = toml::Value::try_from(&full).expect("serialize") else {
+            panic!("a profile is a table");
+        };
+        let mut keys = std::collections::BTreeSet::new();
+        keys_of("", &table, &mut keys);
+        assert!(keys.len() > 40, "{keys:?}");
+        let documented = documented_keys(include_str!("../README.md"));
+        let missing: Vec<String> = keys
+            .difference(&documented)
+            .map(|(table, key)| format!("[{table}] {key}"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's profile reference (its ```toml blocks) lacks: {}",
+            missing.join(", ")
+        );
+
+        // The example fleet profile shows issue 12's keys.
+        let text = include_str!("../profiles/shell-docker-fleet.toml");
+        let (fleet, _) = Profile::load(Some("shell-docker-fleet")).expect("embedded");
+        let runners = &fleet.runners;
+        assert!(runners.len() >= 2);
+        assert!(runners.iter().any(|r| !r.tags.is_empty()));
+        assert!(runners.iter().any(|r| r.limit > 0));
+        assert!(runners.iter().any(|r| !r.environment.is_empty()));
+        assert!(runners.iter().any(|r| !r.token_env.is_empty()));
+        assert!(runners.iter().any(|r| !r.token_file.is_empty()));
+        assert!(!fleet.runner.version.is_empty());
+        assert!(
+            text.contains("\n# version = \""),
+            "docker.version, shown: {text}"
+        );
+        assert_ne!(fleet.runner.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        let global = &fleet.global;
+        assert!(
+            global.concurrent.is_some()
+                && global.check_interval.is_some()
+                && global.shutdown_timeout.is_some()
+                && global.listen_address.is_some(),
+            "{global:?}"
+        );
+        assert_ne!(fleet.prune.schedule, PruneSchedule::Off);
+    }
 }

@@ -22,6 +22,7 @@ mod network;
 mod pins;
 mod prune;
 mod releases;
+mod runners;
 mod scenarios;
 #[path = "../support/stand_in.rs"]
 mod stand_in;
@@ -196,4 +197,11 @@ fn prune_timer() {
 #[test]
 fn pinned_runner_then_upgrade() {
     pins::pinned_runner_then_upgrade();
+}
+
+/// 22. Two runners from one profile, each with its own token source; a
+///     runner the profile does not list is reported and kept.
+#[test]
+fn several_runners() {
+    runners::several_runners();
 }

@@ -778,15 +778,18 @@ pub fn interrupted_apply() {
 }
 
 /// Reads every process's argv on this machine (which sees the container's
-/// processes too) in a loop, recording any that holds `secret`.
-struct ArgvSampler {
+/// processes too) in a loop, recording any that holds one of `secrets`.
+pub struct ArgvSampler {
     stop: Arc<AtomicBool>,
     passes: Arc<AtomicUsize>,
     thread: Option<thread::JoinHandle<Vec<String>>>,
 }
 
 impl ArgvSampler {
-    fn start(secret: &'static str, watch_for: &'static str) -> (ArgvSampler, Arc<AtomicBool>) {
+    pub fn start(
+        secrets: &'static [&'static str],
+        watch_for: &'static str,
+    ) -> (ArgvSampler, Arc<AtomicBool>) {
         let stop = Arc::new(AtomicBool::new(false));
         let passes = Arc::new(AtomicUsize::new(0));
         let seen_watched = Arc::new(AtomicBool::new(false));
@@ -800,7 +803,7 @@ impl ArgvSampler {
                             continue;
                         };
                         let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
-                        if argv.contains(secret) {
+                        if secrets.iter().any(|secret| argv.contains(secret)) {
                             leaks.push(argv.clone());
                         }
                         if argv.contains(watch_for) {
@@ -823,7 +826,7 @@ impl ArgvSampler {
     }
 
     /// Stops sampling; returns the argv lines that held the secret.
-    fn finish(mut self) -> (Vec<String>, usize) {
+    pub fn finish(mut self) -> (Vec<String>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let leaks = self
             .thread
@@ -841,7 +844,7 @@ impl Drop for ArgvSampler {
     }
 }
 
-fn assert_no_secret(text: &str, secret: &str, where_: &str) {
+pub fn assert_no_secret(text: &str, secret: &str, where_: &str) {
     assert!(
         !text.contains(secret),
         "the token appears in {where_}:\n{}",
@@ -854,7 +857,7 @@ fn assert_no_secret(text: &str, secret: &str, where_: &str) {
 }
 
 /// Every file under `dir` (a container path) that contains `secret`.
-fn files_containing(host: &Container, dir: &str, secret: &str) -> Vec<String> {
+pub fn files_containing(host: &Container, dir: &str, secret: &str) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![host.path(dir)];
     while let Some(path) = stack.pop() {
@@ -896,7 +899,7 @@ pub fn token_stays_secret() {
         "while :; do ps -eo args; done | awk '!seen[$0]++' >/root/ps-samples.log\n",
     );
     host.sh_ok("systemd-run --unit=ps-sampler sh /root/ps-sampler.sh");
-    let (sampler, saw_register) = ArgvSampler::start(LEGACY_TOKEN, "gitlab-runner register");
+    let (sampler, saw_register) = ArgvSampler::start(&[LEGACY_TOKEN], "gitlab-runner register");
 
     // Human output, verbose: the most the tool ever prints.
     let human = host.tool(&["-v", "apply"], Some(LEGACY_TOKEN));
@@ -983,7 +986,7 @@ fn with_profile(host: &Container, profile_text: &str, args: &[&str]) -> harness:
 }
 
 /// Exit 1, an error that says `expect` (any of them), no panic, files unchanged.
-fn assert_refused(
+pub fn assert_refused(
     host: &Container,
     what: &str,
     before: &harness::Snapshot,

@@ -563,7 +563,7 @@ impl Profile {
 
     /// Checks what can be checked without the host. Errors say how to fix.
     pub fn validate(&self) -> Result<(), Error> {
-        check_url("the GitLab URL", &self.runner.url)?;
+        check_gitlab_url("the GitLab URL", &self.runner.url)?;
         self.validate_runners()?;
         for (section, repo) in [
             ("[runner.repository] uri and suite", &self.runner.repository),
@@ -697,7 +697,7 @@ impl Profile {
             if bad_name(&runner.name) {
                 return Err(at("the name holds control characters, line breaks or leading or trailing spaces: give a plain name".into()));
             }
-            check_url("a [[runners]] url", &runner.url)?;
+            check_gitlab_url("a [[runners]] url", &runner.url)?;
             if !EXECUTORS.contains(&runner.executor.as_str()) {
                 return Err(at(format!(
                     "executor `{}` is not one of GitLab Runner's executors: {}",
@@ -968,6 +968,11 @@ pub(crate) fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
             }
             _ => url.to_string(),
         };
+        // A query or fragment may hold a credential: never quoted back.
+        let value = match value.find(['?', '#']) {
+            Some(at) => format!("{}{}***", &value[..at], &value[at..=at]),
+            None => value,
+        };
         Error::BadUrl {
             what,
             value: value.escape_debug().to_string(),
@@ -998,6 +1003,22 @@ pub(crate) fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
         if !port.parse::<u16>().is_ok_and(|p| p != 0) {
             return Err(bad("the port is not a number from 1 to 65535"));
         }
+    }
+    Ok(())
+}
+
+/// A GitLab instance's URL: [`check_url`], and no query or fragment, which
+/// GitLab Runner would keep in config.toml and send with every request
+/// (`?private_token=` there would be a credential on every job request).
+pub(crate) fn check_gitlab_url(what: &'static str, url: &str) -> Result<(), Error> {
+    check_url(what, url)?;
+    if url.contains(['?', '#']) {
+        let shown = format!("{}***", &url[..=url.find(['?', '#']).unwrap_or(0)]);
+        return Err(Error::BadUrl {
+            what,
+            value: shown.escape_debug().to_string(),
+            reason: "it has a query (?...) or fragment (#...): give the instance's address alone, such as https://gitlab.example.com/".into(),
+        });
     }
     Ok(())
 }
@@ -1159,6 +1180,7 @@ mod tests {
                 "user name or password",
             ),
             ("https://tokenonly@gitlab.com/", "user name or password"),
+            ("https://tokenonly@gitlab.com/?x", "user name or password"),
         ] {
             let err = check_url("url", bad).expect_err(bad).to_string();
             assert!(err.contains(why), "{bad:?}: {err}");
@@ -1167,6 +1189,30 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn gitlab_urls_have_no_query_or_fragment() {
+        check_gitlab_url("url", "https://gitlab.example.com/sub/").expect("a path is fine");
+        for bad in [
+            "https://gitlab.com/?private_token=hunter2secret",
+            "https://gitlab.com/#hunter2secret",
+            "https://gitlab.com?hunter2secret",
+        ] {
+            let err = check_gitlab_url("url", bad).expect_err(bad).to_string();
+            assert!(err.contains("query") && err.contains("fragment"), "{err}");
+            assert!(!err.contains("hunter2secret"), "{err}");
+        }
+        // Other URLs (a key or binary URL may be a presigned download) keep
+        // their query, which an error never quotes back.
+        check_url("url", "https://s3.example.com/key?X-Amz-Signature=abc").expect("query");
+        let err = check_url("url", "https://s3.example.com:0/k?sig=hunter2secret")
+            .expect_err("port")
+            .to_string();
+        assert!(
+            !err.contains("hunter2secret") && err.contains("k?***"),
+            "{err}"
+        );
     }
 
     fn refused(edit: impl Fn(&mut Profile)) -> String {

@@ -628,18 +628,44 @@ impl Profile {
         }
         self.validate_global()?;
         self.validate_versions()?;
-        for name in self.docker.group_members.iter().chain(&self.kernel.modules) {
-            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+        // Each goes on usermod's or modprobe's command line: a name that
+        // starts with `-` would be read as an option there.
+        for name in &self.docker.group_members {
+            if !account_name(name) {
+                return Err(Error::BadSetting {
+                    what: "[docker] group_members entry",
+                    value: name.escape_debug().to_string(),
+                    allowed: "user names as useradd takes them: letters, digits, _ . - (not first), up to 32",
+                });
+            }
+        }
+        for name in &self.kernel.modules {
+            if name.is_empty()
+                || name.starts_with('-')
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Err(Error::BadSetting {
-                    what: "group member or module name",
-                    value: name.clone(),
-                    allowed: "plain names",
+                    what: "[kernel] modules entry",
+                    value: name.escape_debug().to_string(),
+                    allowed: "kernel module names: letters, digits, _ and - (not first), such as overlay",
                 });
             }
         }
         Ok(())
     }
+}
+
+/// A user or group name as useradd and groupadd take it by default.
+pub(crate) fn account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c) || c == '$')
+        && !name[..name.len() - 1].contains('$')
 }
 
 /// Characters a runner name cannot hold: control characters and line or
@@ -1219,6 +1245,26 @@ mod tests {
         let mut profile = Profile::default();
         edit(&mut profile);
         profile.validate().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn names_that_would_be_options_on_a_command_line_are_refused() {
+        for bad in ["--help", "-rf", "a b", "a:b", "", "x$y", &"a".repeat(33)] {
+            let err = refused(|p| p.docker.group_members = vec![bad.to_string()]);
+            assert!(err.contains("group_members"), "{bad:?}: {err}");
+        }
+        for bad in ["-r", "overlay fuse", "../overlay", "over\nlay", ""] {
+            let err = refused(|p| p.kernel.modules = vec![bad.to_string()]);
+            assert!(err.contains("[kernel] modules"), "{bad:?}: {err}");
+        }
+        let mut profile = Profile::default();
+        profile.docker.group_members = vec![
+            "gitlab-runner".into(),
+            "ci_2.user".into(),
+            "machine$".into(),
+        ];
+        profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into(), "nf-nat".into()];
+        profile.validate().expect("plain names");
     }
 
     #[test]

@@ -70,15 +70,96 @@ impl Receipt {
     }
 }
 
-/// The receipt on the host; an empty one when there is none.
+/// The receipt on the host; an empty one when there is none. A receipt
+/// whose entries the tool could not have written (a relative path, a
+/// package or account name apt or useradd would not take, an option-like
+/// `-name`) is refused: `remove` acts on what it lists.
 pub fn load(host: &Host) -> Result<Receipt> {
+    let unreadable = || {
+        format!(
+            "{PATH} is not a receipt runner-provision can read: move it away to start a new one"
+        )
+    };
     match host.files.read(PATH)? {
         None => Ok(Receipt::default()),
-        Some(text) => serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{PATH} is not a receipt runner-provision can read: move it away to start a new one"
-            )
-        }),
+        Some(text) => {
+            let receipt: Receipt = serde_json::from_str(&text).with_context(unreadable)?;
+            receipt
+                .check()
+                .map_err(|why| anyhow::anyhow!("{why}"))
+                .with_context(unreadable)?;
+            Ok(receipt)
+        }
+    }
+}
+
+impl Receipt {
+    /// Every entry is one the tool could have written.
+    fn check(&self) -> Result<(), String> {
+        let path = |p: &str| {
+            p.starts_with('/')
+                && !p.split('/').any(|c| c == ".." || c == ".")
+                && !p.contains("//")
+                && !p.chars().any(char::is_control)
+        };
+        // Debian policy 5.6.1: lowercase letters, digits, + - . ; two or
+        // more, starting with a letter or digit.
+        let package = |n: &str| {
+            n.len() >= 2
+                && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        };
+        let account = crate::profile::account_name;
+        let plain =
+            |t: &str| !t.is_empty() && !t.starts_with('-') && !t.chars().any(char::is_control);
+        for (file, sha) in &self.files {
+            if !path(file) {
+                return Err(format!(
+                    "file entry {file:?} is not an absolute, plain path"
+                ));
+            }
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("file entry {file:?} has no SHA-256"));
+            }
+        }
+        if let Some(p) = self.packages.iter().find(|p| !package(p)) {
+            return Err(format!("package entry {p:?} is not a Debian package name"));
+        }
+        let names = self
+            .accounts
+            .iter()
+            .chain(self.memberships.iter().flat_map(|m| [&m.user, &m.group]));
+        if let Some(n) = names.into_iter().find(|n| !account(n)) {
+            return Err(format!(
+                "account or group entry {n:?} is not a user or group name"
+            ));
+        }
+        if let Some(r) = self
+            .runners
+            .iter()
+            .find(|r| !plain(&r.name) || !plain(&r.url))
+        {
+            return Err(format!(
+                "runner entry {:?} is not a runner name and URL",
+                r.name
+            ));
+        }
+        for line in &self.module_lines {
+            let module = !line.module.is_empty()
+                && !line.module.starts_with('-')
+                && line
+                    .module
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+            if !path(&line.file) || !module {
+                return Err(format!(
+                    "module entry {:?} in {:?} is not a module name in a modules file",
+                    line.module, line.file
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,5 +299,50 @@ mod tests {
         let host = fake.host(fake.reporter(Format::Json));
         let err = format!("{:#}", load(&host).expect_err("malformed"));
         assert!(err.contains("move it away"), "{err}");
+    }
+
+    #[test]
+    fn a_receipt_listing_what_the_tool_never_writes_is_refused() {
+        let sha = "0".repeat(64);
+        for (entries, why) in [
+            (format!(r#""files": {{"etc/x": "{sha}"}}"#), "plain path"),
+            (
+                format!(r#""files": {{"/etc/../shadow": "{sha}"}}"#),
+                "plain path",
+            ),
+            (r#""files": {"/etc/x": "abc"}"#.to_string(), "SHA-256"),
+            (
+                r#""packages": ["--allow-remove-essential"]"#.to_string(),
+                "package",
+            ),
+            (r#""packages": ["Docker.IO"]"#.to_string(), "package"),
+            (r#""accounts": ["-root"]"#.to_string(), "account"),
+            (
+                r#""memberships": [{"user": "gitlab-runner", "group": "a:b"}]"#.to_string(),
+                "account",
+            ),
+            (
+                r#""runners": [{"url": "https://g/", "name": "--all"}]"#.to_string(),
+                "runner",
+            ),
+            (
+                r#""module_lines": [{"file": "/etc/modules", "module": "overlay\nx"}]"#.to_string(),
+                "module",
+            ),
+        ] {
+            let fake = FakeHost::debian12();
+            fake.write(PATH, &format!("{{{entries}}}"));
+            let host = fake.host(fake.reporter(Format::Json));
+            let err = format!("{:#}", load(&host).expect_err(&entries));
+            assert!(
+                err.contains(why) && err.contains("move it away"),
+                "{entries}: {err}"
+            );
+        }
+        let fake = FakeHost::debian12();
+        apply(&fake);
+        let host = fake.host(fake.reporter(Format::Json));
+        let receipt = load(&host).expect("what apply writes is read back");
+        assert!(!receipt.is_empty());
     }
 }

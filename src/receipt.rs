@@ -30,6 +30,12 @@ pub struct Receipt {
     pub memberships: BTreeSet<Membership>,
     pub runners: BTreeSet<RunnerRef>,
     pub module_lines: BTreeSet<ModuleLine>,
+    /// Packages the tool held (`apt-mark hold`, for a version pin) that
+    /// were not held before: the holds apply releases when the pin goes
+    /// away. A hold made by hand is never here. Left out when empty, so
+    /// receipts of hosts without pins read as before.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub holds: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,6 +73,14 @@ impl Receipt {
         self.memberships.extend(other.memberships.iter().cloned());
         self.runners.extend(other.runners.iter().cloned());
         self.module_lines.extend(other.module_lines.iter().cloned());
+        self.holds.extend(other.holds.iter().cloned());
+    }
+
+    /// Takes `other`'s holds out of this one (the holds a run released).
+    pub fn forget(&mut self, other: &Receipt) {
+        for hold in &other.holds {
+            self.holds.remove(hold);
+        }
     }
 }
 
@@ -183,9 +197,11 @@ pub fn store(host: &Host, receipt: &Receipt) -> Result<()> {
 pub fn record_run(host: &Host) -> Result<()> {
     let written = host.files.written();
     let noted = host.noted();
+    let forgotten = host.forgotten();
     if written.created.is_empty()
         && written.removed.is_empty()
         && noted.is_empty()
+        && forgotten.is_empty()
         && written.sha256.keys().all(|p| p == PATH)
     {
         return Ok(());
@@ -193,6 +209,7 @@ pub fn record_run(host: &Host) -> Result<()> {
     let mut receipt = load(host)?;
     let before = receipt.clone();
     receipt.merge(&noted);
+    receipt.forget(&forgotten);
     for path in written.created.iter().filter(|p| *p != PATH) {
         if let Some(sha) = written.sha256.get(path) {
             receipt.files.insert(path.clone(), sha.clone());

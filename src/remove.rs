@@ -280,6 +280,7 @@ fn packages(host: &Host, receipt: &mut Receipt, options: &Options) -> Result<Par
             installed.push(package);
         } else if !options.dry_run {
             receipt.packages.remove(&package);
+            receipt.holds.remove(&package);
         }
     }
     if installed.is_empty() {
@@ -315,6 +316,7 @@ fn packages(host: &Host, receipt: &mut Receipt, options: &Options) -> Result<Par
     host.packages()?.purge(host, "packages", &names)?;
     for package in &installed {
         receipt.packages.remove(package);
+        receipt.holds.remove(package);
     }
     Ok(part)
 }

@@ -47,6 +47,8 @@ pub struct Host {
     redactor: Redactor,
     /// What this run created besides files, for the receipt.
     noted: RefCell<crate::receipt::Receipt>,
+    /// What this run took back (a hold released), out of the receipt.
+    forgotten: RefCell<crate::receipt::Receipt>,
 }
 
 impl Host {
@@ -77,6 +79,7 @@ impl Host {
             reporter,
             redactor,
             noted: RefCell::default(),
+            forgotten: RefCell::default(),
         })
     }
 
@@ -89,6 +92,17 @@ impl Host {
     /// What this run noted so far.
     pub fn noted(&self) -> crate::receipt::Receipt {
         self.noted.borrow().clone()
+    }
+
+    /// Records something this run took back (a hold it released), to come
+    /// out of the receipt.
+    pub fn forget(&self, add: impl FnOnce(&mut crate::receipt::Receipt)) {
+        add(&mut self.forgotten.borrow_mut());
+    }
+
+    /// What this run took back so far.
+    pub fn forgotten(&self) -> crate::receipt::Receipt {
+        self.forgotten.borrow().clone()
     }
 
     /// Runs a command; non-zero exit is an error with argv, status and stderr.

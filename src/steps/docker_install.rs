@@ -113,7 +113,13 @@ fn package_plan(host: &Host, settings: &Settings, found: &Found) -> Result<Plan>
     } else {
         Vec::new()
     };
-    packages::plan(host, &found.wanted, sources, "docker.version")
+    let mut plan = packages::plan(host, &found.wanted, sources, "docker.version")?;
+    if settings.profile.docker.version.is_empty() {
+        let names = packages_for(&host.os.release, settings.profile.docker.source);
+        let names: Vec<&str> = names.into_iter().filter(|n| pinned_by_version(n)).collect();
+        plan.release = packages::own_holds(host, &names)?;
+    }
+    Ok(plan)
 }
 
 /// Docker's repository: the profile's `[docker.repository]`, or Docker's own.

@@ -79,6 +79,9 @@ pub struct Plan {
     pub hold: Vec<String>,
     /// Of those, the ones not held now (what `plan` shows as a new hold).
     pub newly_held: Vec<String>,
+    /// Held packages the pin no longer covers whose hold the tool made
+    /// (the receipt says so): released (`apt-mark unhold`).
+    pub release: Vec<String>,
     /// The profile key that pins them, for messages ("runner.version").
     pub pin_key: &'static str,
     /// Before the transaction, stop gitlab-runner gracefully, waiting up to
@@ -122,6 +125,14 @@ impl Plan {
                 "hold {} (apt-mark hold: upgrades, unattended-upgrades too, leave {them} where {} pins {them})",
                 self.newly_held.join(" "),
                 self.pin_key,
+            )));
+        }
+        if !self.release.is_empty() {
+            changes.push(Change::new(format!(
+                "release the hold on {} (apt-mark unhold: {} pins no version now, and the hold was runner-provision's; upgrades move {} again)",
+                self.release.join(" "),
+                self.pin_key,
+                if self.release.len() == 1 { "it" } else { "them" },
             )));
         }
         Ok(changes)
@@ -263,6 +274,28 @@ pub fn apply_all(
                     "held {} (apt-mark hold)",
                     plan.newly_held.join(" ")
                 ));
+                // Not held before: the hold is the tool's, to release when
+                // the pin goes away.
+                host.note(|r| r.holds.extend(plan.newly_held.iter().cloned()));
+            }
+        }
+    }
+    let release: Vec<&str> = plans
+        .iter()
+        .flat_map(|p| p.release.iter().map(String::as_str))
+        .collect();
+    if !release.is_empty() {
+        packages
+            .unhold(host, step, &release)
+            .context("releasing the holds no pin asks for")?;
+        for (i, plan) in plans.iter().enumerate() {
+            if !plan.release.is_empty() {
+                done[i].push(format!(
+                    "released the hold on {} (apt-mark unhold; {} pins no version)",
+                    plan.release.join(" "),
+                    plan.pin_key
+                ));
+                host.forget(|r| r.holds.extend(plan.release.iter().cloned()));
             }
         }
     }
@@ -276,14 +309,29 @@ pub fn apply(host: &Host, step: StepId, plan: &Plan) -> Result<Vec<String>> {
         .unwrap_or_default())
 }
 
+/// Of `names`, those held now whose hold the tool made (its receipt lists
+/// them): with no pin left for them, apply releases these.
+pub fn own_holds(host: &Host, names: &[&str]) -> Result<Vec<String>> {
+    let receipt = crate::receipt::load(host)?;
+    let packages = host.packages()?;
+    let mut own = Vec::new();
+    for name in names {
+        if receipt.holds.contains(*name) && packages.held(host, name)? {
+            own.push((*name).to_string());
+        }
+    }
+    Ok(own)
+}
+
 /// A warning for packages held although nothing pins them: upgrades pass
-/// them by (a pin removed from the profile leaves its hold; the tool does
-/// not release a hold it cannot tell from the operator's own).
+/// them by. Holds the tool made are released by apply (see [`own_holds`]);
+/// one made by hand is the operator's, and stays.
 pub fn warn_unpinned_holds(host: &Host, step: StepId, names: &[&str], key: &str) -> Result<()> {
     let packages = host.packages()?;
+    let own = own_holds(host, names)?;
     let mut held = Vec::new();
     for name in names {
-        if packages.held(host, name)? {
+        if packages.held(host, name)? && !own.iter().any(|o| o == name) {
             held.push(*name);
         }
     }

@@ -256,7 +256,9 @@ fn a_runner_pin_installs_exactly_that_version_with_its_helper_images_and_holds_b
     );
     assert_eq!(plan.failed, 0);
 
-    // The pin removed: nothing moves, and plan says the hold stays.
+    // The pin removed: nothing moves, and plan says the hold stays (no
+    // receipt here, so the hold is not known as the tool's: as one made by
+    // hand, or by a version of the tool that did not record its holds).
     settings.profile.runner.version = String::new();
     let (plan, out) = go(&fake, &settings, Mode::Plan);
     let text = out.captured();
@@ -478,4 +480,118 @@ fn the_shared_install_counts_in_the_time_of_the_step_that_runs_it() {
     };
     assert!(duration("runner-install") >= 7000, "{text}");
     assert!(duration("docker-install") < 7000, "{text}");
+}
+
+/// `go`, then the receipt recorded as `apply` records it.
+fn go_recorded(fake: &FakeHost, settings: &Settings, mode: Mode) -> (Counts, String) {
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.host(reporter.clone());
+    let counts = run(&host, settings, &Selection::default(), mode, &reporter);
+    if mode == Mode::Apply {
+        crate::receipt::record_run(&host).expect("receipt");
+    }
+    (counts, reporter.captured())
+}
+
+fn dpkg_status_of(fake: &FakeHost, package: &str) -> String {
+    let status = fake.read("/var/lib/dpkg/status");
+    let start = status
+        .find(&format!("Package: {package}\n"))
+        .unwrap_or_else(|| panic!("{package} in {status}"));
+    status[start..]
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_hold_the_tool_made_is_released_when_its_pin_goes_away_and_one_made_by_hand_stays() {
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(LEGACY));
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!(counts.failed, 0, "{text}");
+    // The operator holds docker.io by hand (as `apt-mark hold docker.io` does).
+    let status = fake.read("/var/lib/dpkg/status");
+    fake.write(
+        "/var/lib/dpkg/status",
+        &status.replace(
+            "Package: docker.io\nStatus: install ok installed\n",
+            "Package: docker.io\nStatus: hold ok installed\n",
+        ),
+    );
+    assert_eq!(
+        dpkg_status_of(&fake, "docker.io"),
+        "Status: hold ok installed"
+    );
+    let installed = fake.read("/var/lib/dpkg/status");
+    let docker_version = installed
+        .split("Package: docker.io\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.strip_prefix("Version: ")))
+        .expect("docker.io's version")
+        .to_string();
+
+    // Both pinned: the runner's packages held by the tool, docker.io
+    // already held (the operator's hold, not recorded as the tool's).
+    settings.profile.runner.version = "17.7.0".into();
+    settings.profile.docker.version = docker_version;
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!(counts.failed, 0, "{text}");
+    let receipt: crate::receipt::Receipt =
+        serde_json::from_str(&fake.read(crate::receipt::PATH)).expect("receipt");
+    assert_eq!(
+        receipt.holds.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["gitlab-runner", "gitlab-runner-helper-images"]
+    );
+
+    // Both pins removed: plan shows the release of the tool's holds, and
+    // warns about the operator's, which stays.
+    settings.profile.runner.version = String::new();
+    settings.profile.docker.version = String::new();
+    let (plan, text) = go_recorded(&fake, &settings, Mode::Plan);
+    assert_eq!(plan.failed, 0, "{text}");
+    assert!(
+        text.contains("release the hold on gitlab-runner gitlab-runner-helper-images (apt-mark unhold: runner.version pins no version now, and the hold was runner-provision's; upgrades move them again)")
+            && text.contains("\"id\":\"runner-install\",\"status\":\"pending\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("docker.io held (apt-mark hold) but docker.version pins no version")
+            && !text.contains("gitlab-runner held (apt-mark hold)")
+            && !text.contains("release the hold on docker.io"),
+        "{text}"
+    );
+    let marks = spawned(&fake, "apt-mark").len();
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
+    assert_eq!(
+        spawned(&fake, "apt-mark")[marks..],
+        ["apt-mark unhold gitlab-runner gitlab-runner-helper-images"]
+    );
+    assert!(
+        finished(&text, "runner-install").contains(
+            "released the hold on gitlab-runner gitlab-runner-helper-images (apt-mark unhold; runner.version pins no version)"
+        ),
+        "{text}"
+    );
+    for package in ["gitlab-runner", "gitlab-runner-helper-images"] {
+        assert_eq!(
+            dpkg_status_of(&fake, package),
+            "Status: install ok installed"
+        );
+    }
+    assert_eq!(
+        dpkg_status_of(&fake, "docker.io"),
+        "Status: hold ok installed"
+    );
+    let receipt = fake.read(crate::receipt::PATH);
+    assert!(!receipt.contains("holds"), "{receipt}");
+
+    // Converged: nothing more to release, files byte-identical.
+    let before = fake.snapshot();
+    let (again, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!((again.changed, again.failed), (0, 0), "{text}");
+    assert_eq!(fake.snapshot(), before);
+    assert_eq!(spawned(&fake, "apt-mark").len(), marks + 1);
 }

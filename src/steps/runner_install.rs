@@ -85,6 +85,9 @@ fn package_plan(host: &Host, settings: &Settings) -> Result<Plan> {
         vec![repo(settings)],
         "runner.version",
     )?;
+    if settings.profile.runner.version.is_empty() {
+        plan.release = packages::own_holds(host, &[PACKAGE, HELPER_IMAGES])?;
+    }
     // An upgrade or downgrade: the package's scripts stop the running
     // runner with SIGTERM; it is stopped gracefully first.
     if plan

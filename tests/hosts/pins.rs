@@ -52,7 +52,8 @@ fn changes_of(run: &harness::Run, id: &str) -> Vec<String> {
 ///     apt transaction as Docker Engine (pinned too, at the mirror's
 ///     version), all held (an upgrade passes them by); a second apply
 ///     changes nothing; the runner's pin moved: an explicit upgrade, still
-///     held; again nothing to change.
+///     held; again nothing to change; the runner's pin removed: the holds
+///     the tool made for it released, Docker's kept.
 pub fn pinned_runner_then_upgrade() {
     let Some(tier) = harness::tier() else { return };
     let _time = WallTime::start("pinned_runner_then_upgrade");
@@ -203,4 +204,37 @@ pub fn pinned_runner_then_upgrade() {
     let again = host.apply(&[], Some(LEGACY_TOKEN));
     again.assert_converged("apply after the upgrade");
     upgraded.assert_same(&host.managed(), "apply after the upgrade");
+
+    // The runner's pin removed: the holds the tool made for it are
+    // released (upgrades move it again); Docker's pin stays, and its hold.
+    host.write(
+        PROFILE,
+        &TEST_PROFILE.replacen(
+            "[docker]\n",
+            &format!("[docker]\nversion = \"{docker}\"\n"),
+            1,
+        ),
+    );
+    let plan = host.tool(&["--output", "json", "plan", "--detailed-exitcode"], None);
+    assert_eq!(plan.code(), Some(2), "{}", plan.transcript());
+    assert!(
+        plan.stdout.contains(
+            "release the hold on gitlab-runner gitlab-runner-helper-images (apt-mark unhold: runner.version pins no version now"
+        ),
+        "{}",
+        plan.transcript()
+    );
+    let released = host.apply(&[], Some(LEGACY_TOKEN));
+    released.assert_applied("apply without the runner's pin");
+    for package in ["gitlab-runner", "gitlab-runner-helper-images"] {
+        assert_eq!(
+            dpkg(&host, package),
+            format!("install ok installed {newer}")
+        );
+    }
+    assert_eq!(host.sh_ok("apt-mark showhold"), "docker.io\n");
+    let unpinned = host.managed();
+    let last = host.apply(&[], Some(LEGACY_TOKEN));
+    last.assert_converged("apply after the release");
+    unpinned.assert_same(&host.managed(), "apply after the release");
 }

@@ -137,7 +137,12 @@ impl Receipt {
                 return Err(format!("file entry {file:?} has no SHA-256"));
             }
         }
-        if let Some(p) = self.packages.iter().find(|p| !package(p)) {
+        if let Some(p) = self
+            .packages
+            .iter()
+            .chain(&self.holds)
+            .find(|p| !package(p))
+        {
             return Err(format!("package entry {p:?} is not a Debian package name"));
         }
         let names = self
@@ -333,6 +338,7 @@ mod tests {
                 "package",
             ),
             (r#""packages": ["Docker.IO"]"#.to_string(), "package"),
+            (r#""holds": ["-a"]"#.to_string(), "package"),
             (r#""accounts": ["-root"]"#.to_string(), "account"),
             (
                 r#""memberships": [{"user": "gitlab-runner", "group": "a:b"}]"#.to_string(),

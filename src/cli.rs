@@ -140,6 +140,9 @@ struct SettingsArgs {
     /// Do not build the throwaway image that docker-build uses to prove a job can build
     #[arg(long)]
     skip_build: bool,
+    /// Leave out the profile's [docker.daemon_defaults] (bounded json-file logs in the default profile)
+    #[arg(long)]
+    no_daemon_defaults: bool,
     /// Proxy for HTTP requests: http://[user:password@]host:port
     #[arg(long, value_name = "URL", env = "RUNNER_PROVISION_HTTP_PROXY")]
     http_proxy: Option<String>,
@@ -536,6 +539,9 @@ impl SettingsArgs {
         }
         if self.skip_build {
             docker.build_check = false;
+        }
+        if self.no_daemon_defaults {
+            docker.daemon_defaults = crate::profile::DaemonSettings::default();
         }
         let globals = &mut profile.global;
         if let Some(n) = self.concurrent {

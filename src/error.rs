@@ -113,4 +113,19 @@ pub enum Error {
     },
     #[error("token file {} is refused: {reason}", path.display())]
     UnsafeTokenFile { path: PathBuf, reason: String },
+    #[error("the profile's {table} `{key}`: {message}")]
+    BadDaemonSetting {
+        table: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "the profile's {table} sets `{key}`, which docker.service already gives dockerd as the flag `{flag}` ({unit}): dockerd refuses to start when a setting comes both as a flag and from daemon.json (moby#34104); remove `{key}` from {table}, or override ExecStart in a drop-in under /etc/systemd/system/docker.service.d/ without that flag"
+    )]
+    DaemonFlagConflict {
+        table: &'static str,
+        key: String,
+        flag: String,
+        unit: String,
+    },
 }

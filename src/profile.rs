@@ -223,6 +223,54 @@ pub struct Docker {
     /// `apt-cache madison docker.io` lists it), held. Empty: the newest, not held.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
+    /// daemon.json keys and values (`[docker.daemon]`): each written whole,
+    /// replacing the file's value; keys not listed are kept.
+    #[serde(skip_serializing_if = "DaemonSettings::is_empty")]
+    pub daemon: DaemonSettings,
+    /// daemon.json keys written only where neither daemon.json nor
+    /// `[docker.daemon]` sets any of them (built in: bounded json-file
+    /// logs): a setup chosen by hand is left as it is. An empty table or
+    /// `--no-daemon-defaults` turns them off.
+    pub daemon_defaults: DaemonSettings,
+}
+
+/// daemon.json keys and their values, read from a TOML table (tables
+/// become objects, arrays, strings, integers, booleans and finite floats
+/// stay what they are); a TOML date or time, nan or inf is refused when the
+/// profile is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DaemonSettings(pub serde_json::Map<String, serde_json::Value>);
+
+impl DaemonSettings {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The built-in `[docker.daemon_defaults]`: json-file logs of at most 3
+    /// files of 10 MB per container (dockerd's own default grows without
+    /// bound), the defaults docs.docker.com suggests for json-file.
+    pub fn bounded_logs() -> Self {
+        let mut map = serde_json::Map::new();
+        map.insert("log-driver".into(), "json-file".into());
+        map.insert(
+            "log-opts".into(),
+            serde_json::json!({"max-size": "10m", "max-file": "3"}),
+        );
+        Self(map)
+    }
+}
+
+impl<'de> Deserialize<'de> for DaemonSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Straight into serde_json's map, which keeps the profile's order.
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        for (key, value) in &map {
+            crate::edit::daemon_json::check_from_toml(key, value)
+                .map_err(serde::de::Error::custom)?;
+        }
+        Ok(Self(map))
+    }
 }
 
 impl Default for Docker {
@@ -238,6 +286,8 @@ impl Default for Docker {
             replace_engine: false,
             repository: None,
             version: String::new(),
+            daemon: DaemonSettings::default(),
+            daemon_defaults: DaemonSettings::bounded_logs(),
         }
     }
 }
@@ -628,6 +678,7 @@ impl Profile {
         }
         self.validate_global()?;
         self.validate_versions()?;
+        self.validate_daemon()?;
         // Each goes on usermod's or modprobe's command line: a name that
         // starts with `-` would be read as an option there.
         for name in &self.docker.group_members {
@@ -813,6 +864,81 @@ impl Profile {
     }
 
     /// Version pins: what apt takes as `package=version` and nothing else.
+    /// `[docker.daemon]` and `[docker.daemon_defaults]`: what dockerd
+    /// would refuse at start, or what belongs to another setting, refused
+    /// before any change. Keys the tool does not know pass through (dockerd
+    /// checks them; apply rolls back a file it refuses).
+    fn validate_daemon(&self) -> Result<(), Error> {
+        use serde_json::Value;
+        for (table, settings) in [
+            ("[docker.daemon]", &self.docker.daemon),
+            ("[docker.daemon_defaults]", &self.docker.daemon_defaults),
+        ] {
+            for (key, value) in &settings.0 {
+                let bad = |message: &str| Error::BadDaemonSetting {
+                    table,
+                    key: key.escape_debug().to_string(),
+                    message: message.to_string(),
+                };
+                match (key.as_str(), value) {
+                    ("storage-driver" | "storage-opts", _) => {
+                        return Err(bad(
+                            "the storage driver is [docker] storage_driver's (--storage-driver), which also keeps storage-opts that belong to another driver out of daemon.json: set storage_driver instead (storage-opts for it stay in daemon.json as you wrote them)",
+                        ));
+                    }
+                    ("data-root", Value::String(path)) => {
+                        if !path.starts_with('/')
+                            || path.contains(|c: char| c.is_control())
+                            || path.split('/').any(|part| part == "..")
+                        {
+                            return Err(bad(
+                                "must be an absolute path without `..` or control characters, such as \"/srv/docker\"",
+                            ));
+                        }
+                    }
+                    ("data-root", _) => {
+                        return Err(bad("must be a string: an absolute path such as \"/srv/docker\""));
+                    }
+                    ("registry-mirrors" | "insecure-registries" | "dns" | "dns-search", value) => {
+                        let Value::Array(items) = value else {
+                            return Err(bad("must be a list of strings, such as [\"https://mirror.example.com\"]"));
+                        };
+                        for item in items {
+                            let Value::String(text) = item else {
+                                return Err(bad(&format!(
+                                    "must be a list of strings, and {item} is not a string"
+                                )));
+                            };
+                            if key == "registry-mirrors" {
+                                check_url("a [docker.daemon] registry-mirrors entry", text)?;
+                            }
+                        }
+                    }
+                    ("log-driver", value) if !value.is_string() => {
+                        return Err(bad("must be a string, such as \"json-file\""));
+                    }
+                    ("log-opts", Value::Object(opts)) => {
+                        if let Some((name, opt)) = opts.iter().find(|(_, v)| !v.is_string()) {
+                            return Err(bad(&format!(
+                                "dockerd takes only strings here, and `{}` is {opt}: quote it ({} = \"{}\")",
+                                name.escape_debug(),
+                                name.escape_debug(),
+                                opt.to_string().trim_matches('"')
+                            )));
+                        }
+                    }
+                    ("log-opts", _) => {
+                        return Err(bad(
+                            "must be a table of strings, such as { max-size = \"10m\", max-file = \"3\" }",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_versions(&self) -> Result<(), Error> {
         for (what, version, example) in [
             (

@@ -531,6 +531,39 @@ impl FakeRunner {
         }
     }
 
+    /// Why dockerd (as Debian's unit starts it, with `-H fd://` when
+    /// `unit_flags`) refuses the daemon.json at `path`, in its own words: a
+    /// malformed file, `hosts` beside the flag (moby#34104), or a key it
+    /// does not know (here: any key starting with `no-such-`).
+    fn dockerd_refuses(&self, path: &str, unit_flags: bool) -> Option<String> {
+        let text = read(&self.root, path);
+        if text.trim().is_empty() {
+            return None;
+        }
+        let prefix = format!("unable to configure the Docker daemon with file {path}");
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
+            return Some(format!("{prefix}: invalid character '}}' looking for beginning of value"));
+        };
+        if unit_flags {
+            if let Some(hosts) = map.get("hosts") {
+                return Some(format!(
+                    "{prefix}: the following directives are specified both as a flag and in the configuration file: hosts: (from flag: [fd://], from file: {hosts})"
+                ));
+            }
+        }
+        let unknown: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("no-such-"))
+            .collect();
+        (!unknown.is_empty()).then(|| {
+            format!(
+                "{prefix}: the following directives don't match any configuration option: {}",
+                unknown.join(", ")
+            )
+        })
+    }
+
     fn start_docker(&self) {
         write(&self.root, "/run/docker.pid", "4242\n");
         write(&self.root, "/proc/4242/comm", "dockerd\n");
@@ -587,6 +620,12 @@ impl FakeRunner {
             "gitlab-runner" => self.add_user("gitlab-runner"),
             "docker.io" | "docker-ce" => {
                 append(&self.root, "/etc/group", "docker:x:998:\n");
+                write(&self.root, "/usr/sbin/dockerd", "#!/bin/sh\n");
+                write(
+                    &self.root,
+                    "/lib/systemd/system/docker.service",
+                    "[Unit]\nRequires=docker.socket\n\n[Service]\nType=notify\nEnvironmentFile=-/etc/default/docker\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\nRestart=on-failure\nStartLimitBurst=3\nStartLimitInterval=60s\n",
+                );
                 write(
                     &self.root,
                     "/etc/systemd/system/multi-user.target.wants/docker.service",
@@ -857,8 +896,48 @@ impl FakeRunner {
                 ok("")
             }
             ["systemctl", "start" | "restart", "docker"] => {
+                if self.root.join("run/fake-docker-start-limit").exists() {
+                    return fail(
+                        "Job for docker.service failed.\nSee \"systemctl status docker.service\" and \"journalctl -xeu docker.service\" for details.\n",
+                    );
+                }
+                if let Some(error) = self.dockerd_refuses("/etc/docker/daemon.json", true) {
+                    // dockerd exits; systemd retries until its start limit.
+                    let _ = fs::remove_file(self.root.join("run/docker.pid"));
+                    append(&self.root, "/run/fake-journal/docker", &format!("{error}\n"));
+                    append(
+                        &self.root,
+                        "/run/fake-journal/docker",
+                        "docker.service: Main process exited, code=exited, status=1/FAILURE\nFailed to start docker.service - Docker Application Container Engine.\n",
+                    );
+                    write(&self.root, "/run/fake-docker-start-limit", "");
+                    return fail(
+                        "Job for docker.service failed because the control process exited with error code.\nSee \"systemctl status docker.service\" and \"journalctl -xeu docker.service\" for details.\n",
+                    );
+                }
                 self.start_docker();
                 ok("")
+            }
+            ["systemctl", "reset-failed", ..] => {
+                let _ = fs::remove_file(self.root.join("run/fake-docker-start-limit"));
+                ok("")
+            }
+            ["journalctl", "--unit", "docker.service", ..] => {
+                ok(&read(&self.root, "/run/fake-journal/docker"))
+            }
+            // dockerd 23 and later has --validate (a test creates the mark).
+            ["dockerd", "--help"] => {
+                if self.root.join("run/fake-dockerd-validates").exists() {
+                    ok("Usage:\tdockerd [OPTIONS]\n      --validate    Validate daemon configuration and exit\n")
+                } else {
+                    ok("Usage:\tdockerd [OPTIONS]\n      --userns-remap string\n")
+                }
+            }
+            ["dockerd", "--validate", "--config-file", path] => {
+                match self.dockerd_refuses(path, false) {
+                    Some(error) => fail(&format!("{error}\n")),
+                    None => ok("configuration OK\n"),
+                }
             }
             [
                 "systemctl",

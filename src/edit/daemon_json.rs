@@ -1,5 +1,6 @@
 //! Docker's `/etc/docker/daemon.json`: reading the storage driver and
-//! setting it, keeping the other keys and their order. No I/O.
+//! setting it, merging the profile's `[docker.daemon]` keys, keeping the
+//! other keys and their order. No I/O.
 
 use serde_json::{Map, Value};
 
@@ -82,13 +83,80 @@ pub fn set_storage_driver(text: &str, driver: &str) -> Result<(String, Vec<Strin
             );
         }
     }
+    Ok((render(map)?, dropped))
+}
+
+/// The file's top-level keys and their values (none for blank text).
+pub fn settings(text: &str) -> Result<Map<String, Value>, EditError> {
+    Ok(parse(text)?.unwrap_or_default())
+}
+
+/// `text` with each key of `set` holding exactly its value, written whole
+/// (replaced where it is, a new key appended in `set`'s order); every other
+/// key kept. Unchanged, byte for byte, when each key already holds its
+/// value (objects compare without regard to their keys' order).
+pub fn merge(text: &str, set: &Map<String, Value>) -> Result<String, EditError> {
+    let mut map = parse(text)?.unwrap_or_default();
+    let mut changed = false;
+    for (key, value) in set {
+        if map.get(key) != Some(value) {
+            map.insert(key.clone(), value.clone());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(text.to_owned());
+    }
+    render(map)
+}
+
+/// The keys of `set` whose value `text` does not hold yet, in `set`'s order.
+pub fn differing(text: &str, set: &Map<String, Value>) -> Result<Vec<String>, EditError> {
+    let map = parse(text)?.unwrap_or_default();
+    Ok(set
+        .iter()
+        .filter(|(key, value)| map.get(*key) != Some(*value))
+        .map(|(key, _)| key.clone())
+        .collect())
+}
+
+/// A TOML key the toml crate uses for a date or time inside a serde map:
+/// the one TOML type that would arrive as an object (tested below).
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
+/// Checks a value read from TOML into JSON: TOML has no null, so a null is
+/// a float JSON cannot hold (nan, inf, which serde_json reads as null), and
+/// an object holding only [`TOML_DATETIME`] is a TOML date or time, which
+/// dockerd's JSON has no type for. `key` names the value in the message.
+pub fn check_from_toml(key: &str, value: &Value) -> Result<(), String> {
+    match value {
+        Value::Null => Err(format!(
+            "`{key}` is nan or inf, which JSON cannot hold: give a finite number"
+        )),
+        Value::Object(map) if map.len() == 1 && map.contains_key(TOML_DATETIME) => Err(format!(
+            "`{key}` is a TOML date or time, which JSON has no type for: quote it as a string"
+        )),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| check_from_toml(&format!("{key}.{k}"), v)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_from_toml(&format!("{key}[{i}]"), v)),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => Ok(()),
+    }
+}
+
+/// Pretty-printed as dockerd's documentation shows it: two spaces, a
+/// trailing newline.
+fn render(map: Map<String, Value>) -> Result<String, EditError> {
     let mut out =
         serde_json::to_string_pretty(&Value::Object(map)).map_err(|err| EditError::Json {
             what: WHAT.to_owned(),
             message: err.to_string(),
         })?;
     out.push('\n');
-    Ok((out, dropped))
+    Ok(out)
 }
 
 /// The top-level object, or `None` for blank text.

@@ -12,6 +12,7 @@ pub mod apt_entries;
 pub mod apt_source;
 pub mod daemon_json;
 pub mod deb_version;
+pub mod docker_unit;
 pub mod diff;
 pub mod dpkg_status;
 pub mod etc_group;

@@ -12,7 +12,9 @@
 
 use anyhow::Result;
 
-use super::{CONFIG_TOML, Change, DAEMON_JSON, Mode, Settings, State, Step, StepId};
+use super::{
+    CONFIG_TOML, Change, DAEMON_JSON, Mode, Settings, State, Step, StepId, daemon_file,
+};
 use crate::edit::{daemon_json, diff, runner_config};
 use crate::host::Host;
 
@@ -155,9 +157,15 @@ impl Step for DockerDriver {
         }
         let (old, new) = &wanted.daemon;
         if old != new {
-            host.files.create_dir("/etc/docker", 0o755)?;
-            host.files
-                .write_atomic(DAEMON_JSON, new.as_bytes(), 0o644)?;
+            let before = host.files.read_bytes(DAEMON_JSON)?;
+            let mut restarted = Vec::new();
+            daemon_file::write_and_restart(
+                host,
+                StepId::DockerDriver,
+                before.as_deref(),
+                new,
+                &mut restarted,
+            )?;
             done.push(format!("set storage-driver {driver} in {DAEMON_JSON}"));
             if let Some(was) = &wanted.daemon_was {
                 let note = format!(
@@ -173,10 +181,7 @@ impl Step for DockerDriver {
                     wanted.dropped_opts.join(", ")
                 ));
             }
-            let why = format!("to apply {DAEMON_JSON}");
-            if host.restart_if_running("docker", "/run/docker.pid", "dockerd", &why)? {
-                done.push("restarted docker".to_string());
-            }
+            done.extend(restarted);
         }
         Ok(done)
     }

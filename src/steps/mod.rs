@@ -8,7 +8,9 @@
 
 #[cfg(test)]
 mod adopt_tests;
+mod daemon_file;
 mod docker_build;
+mod docker_daemon;
 mod docker_driver;
 mod docker_group;
 mod docker_install;
@@ -201,6 +203,8 @@ registry! {
     OverlayModule = "overlay-module" => overlay_module::OverlayModule,
     /// DOCKER_DRIVER for every runner and the storage driver in daemon.json
     DockerDriver = "docker-driver" => docker_driver::DockerDriver,
+    /// The profile's [docker.daemon] keys (and defaults) in daemon.json; rolled back if dockerd does not start
+    DockerDaemon = "docker-daemon" => docker_daemon::DockerDaemon,
     /// With unregister_on_shutdown: a unit unregisters this host's runners at shutdown
     ShutdownUnregister = "shutdown-unregister" => shutdown_unregister::ShutdownUnregister,
     /// With [prune] schedule: a timer (cron.d without systemd) runs `runner-provision prune`

@@ -405,7 +405,7 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
     assert_eq!(counts.failed, 0, "{text_out}");
     assert_eq!(
         fake.read("/etc/docker/daemon.json"),
-        "{\n  \"storage-driver\": \"overlay2\",\n  \"debug\": true\n}\n"
+        "{\n  \"storage-driver\": \"overlay2\",\n  \"debug\": true,\n  \"log-driver\": \"json-file\",\n  \"log-opts\": {\n    \"max-size\": \"10m\",\n    \"max-file\": \"3\"\n  }\n}\n"
     );
     assert!(
         text_out.contains("switched the storage driver from btrfs to overlay2"),

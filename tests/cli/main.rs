@@ -131,7 +131,7 @@ fn plan_shows_diffs_exits_2_with_detailed_exitcode_and_changes_nothing() {
     // Offline root: docker-verify, docker-build and runner-alive are skipped; verify
     // counts no changes.
     assert!(
-        out.stdout.contains("summary: 12 ok, 3 skipped, 0 failed"),
+        out.stdout.contains("summary: 13 ok, 3 skipped, 0 failed"),
         "{out}"
     );
 }

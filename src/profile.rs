@@ -263,7 +263,8 @@ impl DaemonSettings {
 
 impl<'de> Deserialize<'de> for DaemonSettings {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Straight into serde_json's map, which keeps the profile's order.
+        // The toml crate hands a table's keys over sorted: new keys reach
+        // daemon.json in that order.
         let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
         for (key, value) in &map {
             crate::edit::daemon_json::check_from_toml(key, value)
@@ -886,22 +887,26 @@ impl Profile {
                             "the storage driver is [docker] storage_driver's (--storage-driver), which also keeps storage-opts that belong to another driver out of daemon.json: set storage_driver instead (storage-opts for it stay in daemon.json as you wrote them)",
                         ));
                     }
-                    ("data-root", Value::String(path)) => {
+                    ("data-root", Value::String(path))
                         if !path.starts_with('/')
                             || path.contains(|c: char| c.is_control())
-                            || path.split('/').any(|part| part == "..")
-                        {
-                            return Err(bad(
-                                "must be an absolute path without `..` or control characters, such as \"/srv/docker\"",
-                            ));
-                        }
+                            || path.split('/').any(|part| part == "..") =>
+                    {
+                        return Err(bad(
+                            "must be an absolute path without `..` or control characters, such as \"/srv/docker\"",
+                        ));
                     }
+                    ("data-root", Value::String(_)) => {}
                     ("data-root", _) => {
-                        return Err(bad("must be a string: an absolute path such as \"/srv/docker\""));
+                        return Err(bad(
+                            "must be a string: an absolute path such as \"/srv/docker\"",
+                        ));
                     }
                     ("registry-mirrors" | "insecure-registries" | "dns" | "dns-search", value) => {
                         let Value::Array(items) = value else {
-                            return Err(bad("must be a list of strings, such as [\"https://mirror.example.com\"]"));
+                            return Err(bad(
+                                "must be a list of strings, such as [\"https://mirror.example.com\"]",
+                            ));
                         };
                         for item in items {
                             let Value::String(text) = item else {
@@ -910,7 +915,7 @@ impl Profile {
                                 )));
                             };
                             if key == "registry-mirrors" {
-                                check_url("a [docker.daemon] registry-mirrors entry", text)?;
+                                check_mirror(text).map_err(|why| bad(&why))?;
                             }
                         }
                     }
@@ -1106,6 +1111,34 @@ fn plain_char(c: char) -> bool {
 /// would land on gitlab-runner's argv unseen: credentials in a URL go on
 /// `register`'s command line and into config.toml, so they are refused (and
 /// never quoted back).
+/// A registry mirror as dockerd takes it: an http:// or https:// URL
+/// without credentials (dockerd logs in with `docker login`'s, not the
+/// URL's).
+fn check_mirror(url: &str) -> Result<(), String> {
+    let shown = url.escape_debug().to_string();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "`{shown}` is not a URL: give http://host[:port] or https://host[:port]"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!("`{shown}` must start with http:// or https://"));
+    }
+    if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{shown}` contains spaces or control characters"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "a mirror URL holds a user name or password, which dockerd does not use (and every `docker info` would show): remove it and log in to the mirror with `docker login`".to_string(),
+        );
+    }
+    if authority.is_empty() {
+        return Err(format!("`{shown}` names no host"));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
     let bad = |reason: &str| {
         let value = match url.split_once("://") {
@@ -2093,5 +2126,150 @@ mod tests {
             "{global:?}"
         );
         assert_ne!(fleet.prune.schedule, PruneSchedule::Off);
+    }
+
+    #[test]
+    fn daemon_settings_map_toml_to_json() {
+        let profile = Profile::parse(
+            "[docker.daemon]\nregistry-mirrors = [\"https://mirror.example.com\"]\n\"data-root\" = \"/srv/docker\"\nlive-restore = true\nmax-concurrent-downloads = 6\nlog-opts = { max-size = \"10m\" }\ndefault-address-pools = [{ base = \"10.10.0.0/16\", size = 24 }]\n",
+            "t.toml",
+        )
+        .expect("parse");
+        profile.validate().expect("valid");
+        assert_eq!(
+            serde_json::Value::Object(profile.docker.daemon.0.clone()).to_string(),
+            r#"{"data-root":"/srv/docker","default-address-pools":[{"base":"10.10.0.0/16","size":24}],"live-restore":true,"log-opts":{"max-size":"10m"},"max-concurrent-downloads":6,"registry-mirrors":["https://mirror.example.com"]}"#
+        );
+        // Built in: bounded json-file logs; an empty table turns them off.
+        assert_eq!(
+            Profile::default().docker.daemon_defaults,
+            DaemonSettings::bounded_logs()
+        );
+        let off = Profile::parse("[docker.daemon_defaults]\n", "t.toml").expect("parse");
+        assert!(off.docker.daemon_defaults.is_empty());
+        // Both survive the TOML the tool writes (profiles show, cloud-init).
+        for parsed in [&profile, &off] {
+            let text = parsed.to_toml().expect("serialize");
+            assert_eq!(
+                &Profile::parse(&text, "rendered").expect("parse"),
+                parsed,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn daemon_values_json_cannot_hold_are_refused_when_read() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[docker.daemon]\nbuilt = 1979-05-27T07:32:00Z\n",
+                "`built` is a TOML date or time, which JSON has no type for: quote it as a string",
+            ),
+            (
+                "[docker.daemon]\nlog-opts = { when = 07:32:00 }\n",
+                "`log-opts.when` is a TOML date or time",
+            ),
+            (
+                "[docker.daemon]\nratio = nan\n",
+                "`ratio` is nan or inf, which JSON cannot hold: give a finite number",
+            ),
+            (
+                "[docker.daemon_defaults]\nlimits = [1, -inf]\n",
+                "`limits[1]` is nan or inf",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Profile::parse(text, "t.toml").expect_err(text).to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(err.contains("t.toml"), "{err}");
+        }
+        // A finite float is JSON's too.
+        let fine = Profile::parse("[docker.daemon]\nratio = 1.5\n", "t.toml").expect("parse");
+        assert_eq!(fine.docker.daemon.0["ratio"], serde_json::json!(1.5));
+    }
+
+    #[test]
+    fn daemon_settings_dockerd_would_refuse_are_refused() {
+        let set = |table: &str, text: &str| -> String {
+            let profile = Profile::parse(&format!("[docker.{table}]\n{text}\n"), "t.toml")
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            profile.validate().expect_err(text).to_string()
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "daemon",
+                "storage-driver = \"btrfs\"",
+                "[docker.daemon] `storage-driver`: the storage driver is [docker] storage_driver's (--storage-driver)",
+            ),
+            (
+                "daemon_defaults",
+                "storage-opts = [\"overlay2.size=5G\"]",
+                "[docker.daemon_defaults] `storage-opts`: the storage driver is [docker] storage_driver's",
+            ),
+            (
+                "daemon",
+                "data-root = \"var/lib/docker\"",
+                "`data-root`: must be an absolute path",
+            ),
+            (
+                "daemon",
+                "data-root = \"/srv/../etc\"",
+                "`data-root`: must be an absolute path without `..`",
+            ),
+            ("daemon", "data-root = 5", "`data-root`: must be a string"),
+            (
+                "daemon",
+                "registry-mirrors = [\"https://m.example.com\", 5000]",
+                "`registry-mirrors`: must be a list of strings, and 5000 is not a string",
+            ),
+            (
+                "daemon",
+                "registry-mirrors = \"https://m.example.com\"",
+                "`registry-mirrors`: must be a list of strings",
+            ),
+            (
+                "daemon",
+                "registry-mirrors = [\"mirror.example.com\"]",
+                "`mirror.example.com` is not a URL",
+            ),
+            (
+                "daemon",
+                "registry-mirrors = [\"ftp://mirror.example.com\"]",
+                "must start with http:// or https://",
+            ),
+            (
+                "daemon",
+                "registry-mirrors = [\"https://u:p@mirror.example.com\"]",
+                "holds a user name or password",
+            ),
+            (
+                "daemon",
+                "log-opts = { max-size = \"10m\", max-file = 3 }",
+                "`log-opts`: dockerd takes only strings here, and `max-file` is 3: quote it (max-file = \"3\")",
+            ),
+            (
+                "daemon",
+                "log-opts = \"max-size=10m\"",
+                "must be a table of strings",
+            ),
+            (
+                "daemon",
+                "log-driver = true",
+                "`log-driver`: must be a string",
+            ),
+            (
+                "daemon",
+                "insecure-registries = [true]",
+                "`insecure-registries`: must be a list of strings",
+            ),
+        ];
+        for (table, text, expected) in cases {
+            let err = set(table, text);
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        // A key the tool does not know passes: dockerd is the judge.
+        let unknown =
+            Profile::parse("[docker.daemon]\nno-such-option = true\n", "t.toml").expect("parse");
+        unknown.validate().expect("passed through");
     }
 }

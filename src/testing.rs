@@ -542,7 +542,9 @@ impl FakeRunner {
         }
         let prefix = format!("unable to configure the Docker daemon with file {path}");
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
-            return Some(format!("{prefix}: invalid character '}}' looking for beginning of value"));
+            return Some(format!(
+                "{prefix}: invalid character '}}' looking for beginning of value"
+            ));
         };
         if unit_flags {
             if let Some(hosts) = map.get("hosts") {
@@ -896,15 +898,23 @@ impl FakeRunner {
                 ok("")
             }
             ["systemctl", "start" | "restart", "docker"] => {
-                if self.root.join("run/fake-docker-start-limit").exists() {
+                // Debian's unit: StartLimitBurst=3 in 60 s (the fake's
+                // clock does not move: every start counts until reset-failed).
+                let starts = read(&self.root, "/run/fake-docker-starts").len() + 1;
+                write(&self.root, "/run/fake-docker-starts", &".".repeat(starts));
+                if starts > 3 || self.root.join("run/fake-docker-start-limit").exists() {
                     return fail(
-                        "Job for docker.service failed.\nSee \"systemctl status docker.service\" and \"journalctl -xeu docker.service\" for details.\n",
+                        "Job for docker.service failed because start of the service was attempted too often.\nSee \"systemctl status docker.service\" and \"journalctl -xeu docker.service\" for details.\nTo force a start use \"systemctl reset-failed docker.service\"\nfollowed by \"systemctl start docker.service\" again.\n",
                     );
                 }
                 if let Some(error) = self.dockerd_refuses("/etc/docker/daemon.json", true) {
                     // dockerd exits; systemd retries until its start limit.
                     let _ = fs::remove_file(self.root.join("run/docker.pid"));
-                    append(&self.root, "/run/fake-journal/docker", &format!("{error}\n"));
+                    append(
+                        &self.root,
+                        "/run/fake-journal/docker",
+                        &format!("{error}\n"),
+                    );
                     append(
                         &self.root,
                         "/run/fake-journal/docker",
@@ -920,6 +930,7 @@ impl FakeRunner {
             }
             ["systemctl", "reset-failed", ..] => {
                 let _ = fs::remove_file(self.root.join("run/fake-docker-start-limit"));
+                let _ = fs::remove_file(self.root.join("run/fake-docker-starts"));
                 ok("")
             }
             ["journalctl", "--unit", "docker.service", ..] => {
@@ -928,7 +939,9 @@ impl FakeRunner {
             // dockerd 23 and later has --validate (a test creates the mark).
             ["dockerd", "--help"] => {
                 if self.root.join("run/fake-dockerd-validates").exists() {
-                    ok("Usage:\tdockerd [OPTIONS]\n      --validate    Validate daemon configuration and exit\n")
+                    ok(
+                        "Usage:\tdockerd [OPTIONS]\n      --validate    Validate daemon configuration and exit\n",
+                    )
                 } else {
                     ok("Usage:\tdockerd [OPTIONS]\n      --userns-remap string\n")
                 }

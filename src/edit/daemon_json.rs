@@ -364,4 +364,96 @@ mod tests {
             assert!(none.is_empty(), "case {name:?}");
         }
     }
+
+    fn object(text: &str) -> Map<String, Value> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => map,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    /// `merge`: unchanged byte for byte when every key holds its value;
+    /// else each key replaced where it is or appended, every other key kept
+    /// in its place; each case run twice.
+    #[test]
+    fn merge_cases() {
+        let logs =
+            r#"{"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}"#;
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // (name, input, set, expected)
+            ("already there", TUNED, logs, TUNED),
+            (
+                "already there, another key order inside an object",
+                "{\"log-opts\":{\"max-file\":\"3\",\"max-size\":\"10m\"},\"log-driver\":\"json-file\"}",
+                logs,
+                "{\"log-opts\":{\"max-file\":\"3\",\"max-size\":\"10m\"},\"log-driver\":\"json-file\"}",
+            ),
+            ("nothing to set, blank file", "", "{}", ""),
+            (
+                "empty",
+                "",
+                r#"{"debug": true}"#,
+                "{\n  \"debug\": true\n}\n",
+            ),
+            (
+                "replaced where it is, whole",
+                r#"{"log-opts": {"max-size": "1g", "compress": "true"}, "debug": true}"#,
+                r#"{"log-opts": {"max-size": "10m"}}"#,
+                "{\n  \"log-opts\": {\n    \"max-size\": \"10m\"\n  },\n  \"debug\": true\n}\n",
+            ),
+            (
+                "appended in the set's order, others kept",
+                r#"{"storage-driver": "overlay2", "live-restore": true}"#,
+                r#"{"registry-mirrors": ["http://127.0.0.1:5000"], "log-driver": "local"}"#,
+                "{\n  \"storage-driver\": \"overlay2\",\n  \"live-restore\": true,\n  \"registry-mirrors\": [\n    \"http://127.0.0.1:5000\"\n  ],\n  \"log-driver\": \"local\"\n}\n",
+            ),
+            (
+                "a number is a number, not its string",
+                r#"{"max-concurrent-downloads": "6"}"#,
+                r#"{"max-concurrent-downloads": 6}"#,
+                "{\n  \"max-concurrent-downloads\": 6\n}\n",
+            ),
+        ];
+        for (name, input, set, expected) in cases {
+            let set = object(set);
+            let out = ok(merge(input, &set));
+            assert_eq!(out, *expected, "case {name:?}");
+            assert_eq!(ok(merge(&out, &set)), out, "case {name:?}");
+            assert!(ok(differing(&out, &set)).is_empty(), "case {name:?}");
+        }
+        assert_eq!(
+            ok(differing(
+                TUNED,
+                &object(
+                    r#"{"log-driver": "local", "debug": true, "log-opts": {"max-file": "3", "max-size": "10m"}}"#
+                )
+            )),
+            ["log-driver", "debug"]
+        );
+    }
+
+    #[test]
+    fn merge_refuses_what_it_cannot_edit() {
+        let set = object(r#"{"debug": true}"#);
+        for bad in ["{\"debug\": ", "[]", "\"x\"", "{\"a\": 1,}"] {
+            assert!(merge(bad, &set).is_err(), "{bad}");
+            assert!(settings(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_from_toml_that_json_cannot_hold() {
+        let datetime: Value = serde_json::json!({"$__toml_private_datetime": "1979-05-27"});
+        assert!(check_from_toml("d", &datetime).is_err());
+        assert!(check_from_toml("n", &Value::Null).is_err());
+        let nested = serde_json::json!({"a": [1, {"b": null}]});
+        assert_eq!(
+            check_from_toml("k", &nested),
+            Err(
+                "`k.a[1].b` is nan or inf, which JSON cannot hold: give a finite number"
+                    .to_string()
+            )
+        );
+        assert!(check_from_toml("ok", &serde_json::json!({"a": [1, "x", true, 1.5]})).is_ok());
+    }
 }

@@ -37,9 +37,9 @@ pub fn exec_start(units: &[&str], docker_opts: &str) -> Option<String> {
 /// (quotes removed; a commented line does not count).
 pub fn env_value(text: &str, name: &str) -> Option<String> {
     text.lines()
+        .rev()
         .map(str::trim)
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-        .last()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
 }
 
@@ -132,10 +132,7 @@ mod tests {
         // Cleared and not set again: no ExecStart (systemd refuses such a unit).
         assert_eq!(exec_start(&[DEBIAN, "[Service]\nExecStart=\n"], ""), None);
         // Only [Service] counts; a drop-in that sets something else keeps it.
-        assert_eq!(
-            exec_start(&["[Unit]\nExecStart=/bin/false\n"], ""),
-            None
-        );
+        assert_eq!(exec_start(&["[Unit]\nExecStart=/bin/false\n"], ""), None);
         assert!(
             exec_start(&[DEBIAN, "[Service]\nEnvironment=HTTP_PROXY=x\n"], "")
                 .is_some_and(|l| l.contains("-H fd://"))
@@ -156,10 +153,15 @@ mod tests {
             ]
         );
         assert_eq!(
-            keys("dockerd -Hunix:///x.sock --registry-mirror https://m --debug --log-opt max-size=1m"),
+            keys(
+                "dockerd -Hunix:///x.sock --registry-mirror https://m --debug --log-opt max-size=1m"
+            ),
             vec![
                 ("hosts".to_owned(), "-Hunix:///x.sock".to_owned()),
-                ("registry-mirrors".to_owned(), "--registry-mirror https://m".to_owned()),
+                (
+                    "registry-mirrors".to_owned(),
+                    "--registry-mirror https://m".to_owned()
+                ),
                 ("debug".to_owned(), "--debug".to_owned()),
                 ("log-opts".to_owned(), "--log-opt max-size=1m".to_owned()),
             ]

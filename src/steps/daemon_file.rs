@@ -31,6 +31,13 @@ pub(super) fn write_and_restart(
     host.files
         .write_atomic(DAEMON_JSON, new.as_bytes(), 0o644)?;
     let since = host.unix_time();
+    if host.live && host.os.systemd {
+        // Every start counts against the unit's start limit (Debian's: 3
+        // in 60 s), and a fresh apply starts Docker with its install and
+        // restarts it for the driver and the settings: without a reset, the
+        // next restart within the minute is refused before dockerd runs.
+        host.probe(Cmd::new("systemctl").args(["reset-failed", "docker.service"]))?;
+    }
     let why = format!("to apply {DAEMON_JSON}");
     match host.restart_if_running("docker", "/run/docker.pid", "dockerd", &why) {
         Ok(true) => {
@@ -68,8 +75,7 @@ fn validate(host: &Host, new: &str) -> Result<()> {
     if !format!("{}{}", help.stdout, help.stderr).contains("--validate") {
         return Ok(());
     }
-    host.files
-        .write_atomic(CANDIDATE, new.as_bytes(), 0o600)?;
+    host.files.write_atomic(CANDIDATE, new.as_bytes(), 0o600)?;
     let checked = host.probe(Cmd::new("dockerd").args(["--validate", "--config-file", CANDIDATE]));
     host.files.remove(CANDIDATE)?;
     let checked = checked?;
@@ -103,7 +109,11 @@ fn roll_back(host: &Host, step: StepId, before: Option<&[u8]>) -> Result<String>
     );
     if host.os.systemd {
         // docker.socket fails with the service when the start limit is hit.
-        host.probe(Cmd::new("systemctl").args(["reset-failed", "docker.service", "docker.socket"]))?;
+        host.probe(Cmd::new("systemctl").args([
+            "reset-failed",
+            "docker.service",
+            "docker.socket",
+        ]))?;
     }
     host.service("docker", "start")?;
     Ok(restored)
@@ -171,7 +181,10 @@ mod tests {
             error_line(fatal).as_deref(),
             Some("failed to start daemon: error initializing graphdriver: driver not supported")
         );
-        assert_eq!(error_line("docker.service: Failed with result 'exit-code'.\n"), None);
+        assert_eq!(
+            error_line("docker.service: Failed with result 'exit-code'.\n"),
+            None
+        );
         assert_eq!(error_line(""), None);
     }
 }

@@ -190,13 +190,7 @@ impl Step for DockerDaemon {
         if wanted.current == wanted.new {
             return Ok(done);
         }
-        daemon_file::write_and_restart(
-            host,
-            ID,
-            wanted.before.as_deref(),
-            &wanted.new,
-            &mut done,
-        )?;
+        daemon_file::write_and_restart(host, ID, wanted.before.as_deref(), &wanted.new, &mut done)?;
         done.insert(
             0,
             format!("set {} in {DAEMON_JSON}", wanted.changed.join(", ")),

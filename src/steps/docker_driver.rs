@@ -12,9 +12,7 @@
 
 use anyhow::Result;
 
-use super::{
-    CONFIG_TOML, Change, DAEMON_JSON, Mode, Settings, State, Step, StepId, daemon_file,
-};
+use super::{CONFIG_TOML, Change, DAEMON_JSON, Mode, Settings, State, Step, StepId, daemon_file};
 use crate::edit::{daemon_json, diff, runner_config};
 use crate::host::Host;
 

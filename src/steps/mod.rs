@@ -9,6 +9,8 @@
 #[cfg(test)]
 mod adopt_tests;
 mod daemon_file;
+#[cfg(test)]
+mod daemon_tests;
 mod docker_build;
 mod docker_daemon;
 mod docker_driver;

@@ -138,6 +138,64 @@ fn cases() -> Vec<Case> {
             refused_with: Some("invalid type"),
         },
         Case {
+            name: "profile: [docker.daemon] a TOML date",
+            setup: |t, _| t.write("site.toml", "[docker.daemon]\nbuilt = 2026-12-04\n"),
+            args: &["--profile-file"],
+            refused_with: Some("`built` is a TOML date or time"),
+        },
+        Case {
+            name: "profile: [docker.daemon] inf",
+            setup: |t, _| t.write("site.toml", "[docker.daemon]\nlog-opts = { n = inf }\n"),
+            args: &["--profile-file"],
+            refused_with: Some("`log-opts.n` is nan or inf"),
+        },
+        Case {
+            name: "profile: [docker.daemon] storage-driver",
+            setup: |t, _| t.write("site.toml", "[docker.daemon]\nstorage-driver = \"vfs\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("set storage_driver instead"),
+        },
+        Case {
+            name: "profile: [docker.daemon] data-root not absolute",
+            setup: |t, _| t.write("site.toml", "[docker.daemon]\ndata-root = \"docker\"\n"),
+            args: &["--profile-file"],
+            refused_with: Some("must be an absolute path"),
+        },
+        Case {
+            name: "profile: [docker.daemon] a number among the mirrors",
+            setup: |t, _| {
+                t.write(
+                    "site.toml",
+                    "[docker.daemon]\nregistry-mirrors = [\"http://127.0.0.1:5000\", 5000]\n",
+                )
+            },
+            args: &["--profile-file"],
+            refused_with: Some("5000 is not a string"),
+        },
+        Case {
+            name: "profile: [docker.daemon] hosts beside the unit's -H fd://",
+            setup: |t, _| {
+                t.write(
+                    "site.toml",
+                    "[docker.daemon]\nhosts = [\"unix:///var/run/docker.sock\"]\n",
+                )
+            },
+            args: &["--profile-file"],
+            refused_with: Some("moby#34104"),
+        },
+        Case {
+            name: "daemon.json: a list, not an object",
+            setup: |t, _| t.write("etc/docker/daemon.json", "[\"overlay2\"]\n"),
+            args: &[],
+            refused_with: Some("must be a JSON object"),
+        },
+        Case {
+            name: "daemon.json: a log setup chosen by hand",
+            setup: |t, _| t.write("etc/docker/daemon.json", "{\"log-driver\": \"syslog\"}\n"),
+            args: &[],
+            refused_with: None,
+        },
+        Case {
             name: "prune timer: the tool nowhere the timer looks",
             setup: |t, _| t.write("lib/systemd/systemd", ""),
             args: &["--prune-schedule", "daily"],

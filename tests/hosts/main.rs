@@ -14,6 +14,7 @@ mod test_profile;
 mod adopt;
 mod checks;
 mod cloud_init;
+mod daemon;
 mod globals;
 mod harness;
 mod job_checks;
@@ -204,4 +205,12 @@ fn pinned_runner_then_upgrade() {
 #[test]
 fn several_runners() {
     runners::several_runners();
+}
+
+/// 23. `[docker.daemon]` merged into a daemon.json with a key set by hand,
+///     seen by dockerd; `hosts` refused up front; a key dockerd refuses at
+///     start rolled back, Docker running again.
+#[test]
+fn docker_daemon_settings() {
+    daemon::docker_daemon_settings();
 }

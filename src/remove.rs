@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn an_operators_daemon_json_is_never_removed() {
+        // There before apply: apply merges its keys in, and the file stays
+        // the operator's (not in the receipt), so remove leaves it whole.
+        let fake = FakeHost::debian12();
+        fake.write("/etc/docker/daemon.json", "{\"live-restore\": true}\n");
+        apply(&fake);
+        let merged = fake.read("/etc/docker/daemon.json");
+        assert!(
+            merged.contains("live-restore") && merged.contains("log-opts"),
+            "{merged}"
+        );
+        assert!(!fake.read(receipt::PATH).contains("daemon.json"));
+        let (removed, out) = remove(&fake, false, false);
+        assert_eq!(removed.failed, 0, "{out}");
+        assert_eq!(fake.read("/etc/docker/daemon.json"), merged);
+    }
+
+    #[test]
     fn purging_a_pinned_package_releases_its_hold_first() {
         let fake = FakeHost::debian12();
         let mut settings = fake.settings(Some(TOKEN));

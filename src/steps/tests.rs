@@ -1118,6 +1118,31 @@ fn a_kernel_older_than_4_2_is_refused_before_any_change() {
 }
 
 #[test]
+fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/usermod")).expect("rm usermod");
+    let before = fake.snapshot();
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!(
+        (counts.failed, counts.skipped),
+        (1, reported() - 1),
+        "{text}"
+    );
+    assert!(
+        text.contains("`usermod` was not found on PATH: install the package `passwd`"),
+        "{text}"
+    );
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+    assert_eq!(fake.snapshot(), before);
+}
+
+#[test]
 fn docker_verify_waits_with_backoff_up_to_its_timeout_on_the_host_clock() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));

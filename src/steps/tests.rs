@@ -400,6 +400,14 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
     fake.write("/etc/docker/daemon.json", btrfs);
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.replace_storage_driver = true;
+    // The plan names both before apply does it.
+    let (_, out) = go(&fake, &settings, &only(StepId::DockerDriver), Mode::Plan);
+    let text_out = out.captured();
+    assert!(text_out.contains("replaces btrfs: images"), "{text_out}");
+    assert!(
+        text_out.contains("removes storage-opts btrfs.min_space=10G"),
+        "{text_out}"
+    );
     let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
     let text_out = out.captured();
     assert_eq!(counts.failed, 0, "{text_out}");
@@ -1139,6 +1147,37 @@ fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
         "{text}"
     );
     assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+    assert_eq!(fake.snapshot(), before);
+}
+
+#[test]
+fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
+    let fake = FakeHost::debian12();
+    std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");
+    let before = fake.snapshot();
+    // A link to a folder that does not exist inside the root: the write
+    // could not land, so preflight says so while nothing has changed.
+    let link = fake.root().join("etc/docker/daemon.json");
+    std::os::unix::fs::symlink("/srv/gone/daemon.json", &link).expect("symlink");
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &Selection::default(),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!(
+        (counts.failed, counts.skipped),
+        (1, reported() - 1),
+        "{text}"
+    );
+    assert!(
+        text.contains("/etc/docker/daemon.json is a symbolic link to /srv/gone/daemon.json"),
+        "{text}"
+    );
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+    // (the snapshot cannot follow the dangling link)
+    std::fs::remove_file(&link).expect("rm link");
     assert_eq!(fake.snapshot(), before);
 }
 

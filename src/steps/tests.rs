@@ -1652,14 +1652,18 @@ fn without_root_verify_neither_builds_nor_asks_gitlab() {
 fn several_modules_are_listed_in_one_file_and_all_kept() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(None);
-    settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into()];
+    // Three, so the third builds on the text the first two left.
+    settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into(), "ip_vs".into()];
     let (plan, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Plan);
     assert_eq!(plan.pending, 1, "{}", out.captured());
-    assert!(
-        out.captured().contains("list br_netfilter in /etc/modules"),
-        "{}",
-        out.captured()
-    );
+    for module in ["overlay", "br_netfilter", "ip_vs"] {
+        assert!(
+            out.captured()
+                .contains(&format!("list {module} in /etc/modules")),
+            "{}",
+            out.captured()
+        );
+    }
     let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
     assert_eq!(
         (applied.changed, applied.failed),
@@ -1669,12 +1673,63 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
     );
     assert_eq!(
         fake.read("/etc/modules"),
-        "# /etc/modules: kernel modules to load at boot time.\nloop\noverlay\nbr_netfilter\n"
+        "# /etc/modules: kernel modules to load at boot time.\nloop\noverlay\nbr_netfilter\nip_vs\n"
     );
     let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
-    assert_eq!(run, vec!["modprobe br_netfilter"], "overlay is built in");
+    assert_eq!(
+        run,
+        vec!["modprobe br_netfilter", "modprobe ip_vs"],
+        "overlay is built in"
+    );
     let (again, _) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
     assert_eq!(again.changed, 0);
+}
+
+#[test]
+fn modprobe_is_required_only_for_a_module_not_loaded_yet() {
+    // overlay is built in (in /proc/filesystems): nothing to load, no modprobe needed.
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/modprobe")).expect("rm modprobe");
+    let settings = fake.settings(None);
+    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    assert_eq!(
+        (applied.changed, applied.failed),
+        (1, 0),
+        "{}",
+        out.captured()
+    );
+
+    // br_netfilter is neither live nor listed: refused before any change.
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/modprobe")).expect("rm modprobe");
+    let mut settings = fake.settings(None);
+    settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into()];
+    let before = fake.snapshot();
+    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    let text = out.captured();
+    assert_eq!((applied.failed, applied.skipped), (1, 1), "{text}");
+    assert!(
+        text.contains("`modprobe` was not found on PATH: install the package `kmod`"),
+        "{text}"
+    );
+    assert_eq!(fake.snapshot(), before);
+
+    // An image (--root) loads nothing, so it needs no modprobe either.
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.offline_host(reporter.clone());
+    let applied = run(
+        &host,
+        &settings,
+        &only(StepId::OverlayModule),
+        Mode::Apply,
+        &reporter,
+    );
+    assert_eq!(
+        (applied.changed, applied.failed),
+        (1, 0),
+        "{}",
+        reporter.captured()
+    );
 }
 
 #[test]

@@ -881,6 +881,24 @@ impl Profile {
                     key: key.escape_debug().to_string(),
                     message: message.to_string(),
                 };
+                // dockerd's options are lowercase words joined by `-`; and
+                // nothing of the file is printed to a terminal with a
+                // control character in it (plan lists keys and diffs).
+                if key.is_empty()
+                    || !key
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return Err(bad(
+                        "is not one of dockerd's option names (lowercase letters, digits and -, such as log-driver)",
+                    ));
+                }
+                if let Some(found) = control_in(value) {
+                    return Err(bad(&format!(
+                        "holds a control character (in {}): dockerd takes none",
+                        found.escape_debug()
+                    )));
+                }
                 match (key.as_str(), value) {
                     ("storage-driver" | "storage-opts", _) => {
                         return Err(bad(
@@ -1190,6 +1208,23 @@ pub(crate) fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The first key or string below `value` that holds a control character.
+fn control_in(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains(char::is_control).then(|| text.clone()),
+        Value::Array(items) => items.iter().find_map(control_in),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains(char::is_control) {
+                Some(k.clone())
+            } else {
+                control_in(v)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// A GitLab instance's URL: [`check_url`], and no query or fragment, which
@@ -2204,6 +2239,26 @@ mod tests {
             profile.validate().expect_err(text).to_string()
         };
         let cases: &[(&str, &str, &str)] = &[
+            (
+                "daemon",
+                "\"a\\u001b[2Jb\" = 1",
+                "is not one of dockerd's option names",
+            ),
+            (
+                "daemon",
+                "Debug = true",
+                "is not one of dockerd's option names",
+            ),
+            (
+                "daemon",
+                "labels = [\"ok\", \"a\\nb\"]",
+                "`labels`: holds a control character (in a\\nb)",
+            ),
+            (
+                "daemon",
+                "log-opts = { \"ta\\u0007g\" = \"x\" }",
+                "`log-opts`: holds a control character",
+            ),
             (
                 "daemon",
                 "storage-driver = \"btrfs\"",

@@ -405,54 +405,57 @@ fn the_fleet_profile_parses_and_plans_its_pin() {
 
 #[test]
 fn a_version_change_stops_the_running_runner_gracefully_before_apt_does() {
-    let fake = FakeHost::debian12();
-    let mut settings = fake.settings(Some(LEGACY));
-    settings.profile.runner.version = "17.7.0".into();
-    let (counts, out) = go(&fake, &settings, Mode::Apply);
-    assert_eq!(counts.failed, 0, "{}", out.captured());
-    // The service runs one shell-executor job.
-    fake.write(
-        "/proc/777/status",
-        "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n",
-    );
-    fake.write(
-        "/proc/778/status",
-        "Name:\tbash\nState:\tS (sleeping)\nPPid:\t777\n",
-    );
+    // Since 17.7 with its helper images package moving too; before, alone.
+    for (from, to) in [("17.7.0", "17.8.0"), ("17.5.0", "17.6.0")] {
+        let fake = FakeHost::debian12();
+        let mut settings = fake.settings(Some(LEGACY));
+        settings.profile.runner.version = from.into();
+        let (counts, out) = go(&fake, &settings, Mode::Apply);
+        assert_eq!(counts.failed, 0, "{}", out.captured());
+        // The service runs one shell-executor job.
+        fake.write(
+            "/proc/777/status",
+            "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n",
+        );
+        fake.write(
+            "/proc/778/status",
+            "Name:\tbash\nState:\tS (sleeping)\nPPid:\t777\n",
+        );
 
-    settings.profile.runner.version = "17.8.0".into();
-    let (plan, out) = go_only(&fake, &settings, Mode::Plan, &[StepId::RunnerInstall]);
-    assert_eq!(plan.failed, 0, "{}", out.captured());
-    assert!(
-        out.captured()
-            .contains("stop gitlab-runner gracefully first"),
-        "{}",
-        out.captured()
-    );
+        settings.profile.runner.version = to.into();
+        let (plan, out) = go_only(&fake, &settings, Mode::Plan, &[StepId::RunnerInstall]);
+        assert_eq!(plan.failed, 0, "{}", out.captured());
+        assert!(
+            out.captured()
+                .contains("stop gitlab-runner gracefully first"),
+            "{to}: {}",
+            out.captured()
+        );
 
-    let commands = fake.commands().len();
-    let (counts, out) = go_only(&fake, &settings, Mode::Apply, &[StepId::RunnerInstall]);
-    let text = out.captured();
-    assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
-    let run: Vec<String> = fake.commands()[commands..]
-        .iter()
-        .map(|c| c.display())
-        .filter(|c| !c.contains(" update"))
-        .collect();
-    let quit = run
-        .iter()
-        .position(|c| c == "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner")
-        .unwrap_or_else(|| panic!("no graceful stop: {run:#?}"));
-    let install = run
-        .iter()
-        .position(|c| c.contains(" install ") && c.contains("gitlab-runner=17.8.0-1"))
-        .unwrap_or_else(|| panic!("no install: {run:#?}"));
-    assert!(quit < install, "stopped before apt: {run:#?}");
-    assert!(
-        text.contains("gitlab-runner is running 1 job: stopping it gracefully")
-            && finished(&text, "runner-install").contains("its 1 running job finished"),
-        "{text}"
-    );
+        let commands = fake.commands().len();
+        let (counts, out) = go_only(&fake, &settings, Mode::Apply, &[StepId::RunnerInstall]);
+        let text = out.captured();
+        assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
+        let run: Vec<String> = fake.commands()[commands..]
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| !c.contains(" update"))
+            .collect();
+        let quit = run
+            .iter()
+            .position(|c| c == "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner")
+            .unwrap_or_else(|| panic!("{to}: no graceful stop: {run:#?}"));
+        let install = run
+            .iter()
+            .position(|c| c.contains(" install ") && c.contains(&format!("gitlab-runner={to}-1")))
+            .unwrap_or_else(|| panic!("{to}: no install: {run:#?}"));
+        assert!(quit < install, "stopped before apt: {run:#?}");
+        assert!(
+            text.contains("gitlab-runner is running 1 job: stopping it gracefully")
+                && finished(&text, "runner-install").contains("its 1 running job finished"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

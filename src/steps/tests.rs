@@ -890,6 +890,67 @@ fn an_unreachable_repository_is_refused_before_any_change() {
 }
 
 #[test]
+fn a_converged_host_does_not_need_the_runner_repository() {
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    assert_eq!(first.failed, 0, "{}", out.captured());
+    // Nothing to install: the repository is not asked, so its outage is no failure.
+    std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");
+    for mode in [Mode::Plan, Mode::Apply] {
+        let (counts, out) = go(&fake, &settings, &Selection::default(), mode);
+        let text = out.captured();
+        assert_eq!((counts.changed, counts.failed), (0, 0), "{text}");
+        assert!(
+            text.contains(r#""id":"runner-install","status":"ok""#),
+            "{text}"
+        );
+        assert!(!text.contains("Release"), "{text}");
+    }
+}
+
+#[test]
+fn gitlab_runner_not_on_path_is_installed_unless_the_profile_says_present() {
+    use crate::profile::Install;
+    let installed = |fake: &FakeHost| {
+        std::fs::read_to_string(fake.root().join("var/lib/dpkg/status"))
+            .is_ok_and(|s| s.contains("Package: gitlab-runner\n"))
+    };
+    // A fresh host has no gitlab-runner anywhere: installed from the repository.
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/gitlab-runner")).expect("rm");
+    let settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    let text = out.captured();
+    assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
+    assert!(installed(&fake), "{text}");
+
+    // install = "present": it must be there already, as a package or on PATH.
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(LEGACY));
+    settings.profile.runner.install = Install::Present;
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    assert_eq!(
+        (counts.failed, counts.changed),
+        (0, 1),
+        "{}",
+        out.captured()
+    );
+    assert!(!installed(&fake), "on PATH: not installed");
+    std::fs::remove_file(fake.root().join("usr/bin/gitlab-runner")).expect("rm");
+    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains(
+            "gitlab-runner is not installed and the profile says install = \\\"present\\\""
+        ),
+        "{text}"
+    );
+    assert!(!installed(&fake));
+}
+
+#[test]
 fn the_repository_probe_tries_again_while_the_server_answers_503() {
     let release = "https://repo.example.com/runner/dists/bookworm/Release";
     let settings = |fake: &FakeHost| {

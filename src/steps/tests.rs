@@ -327,6 +327,22 @@ fn tags_with_an_authentication_token_are_refused_before_any_change() {
         "{}",
         out.captured()
     );
+
+    // Without tags it registers, and plan and apply name the flow by the token.
+    settings.profile.runner.tags.clear();
+    for (mode, said) in [
+        (
+            Mode::Plan,
+            "(executor shell, with a runner authentication token)",
+        ),
+        (Mode::Apply, "with a runner authentication token"),
+    ] {
+        let (counts, out) = go(&fake, &settings, &only(StepId::RunnerRegister), mode);
+        let text = out.captured();
+        assert_eq!(counts.failed, 0, "{text}");
+        assert!(text.contains(said), "{text}");
+        assert!(!text.contains("registration token"), "{text}");
+    }
 }
 
 #[test]

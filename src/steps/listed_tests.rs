@@ -211,7 +211,13 @@ fn one_failed_registration_does_not_keep_the_other_runner_unregistered() {
     let (counts, out) = go(&fake, &settings, Mode::Apply);
     let out = out.captured();
     assert_eq!(counts.failed, 1, "{out}");
-    assert!(out.contains("runner build"), "{out}");
+    // The failure names the runner and GitLab's answer, and what was done besides.
+    assert!(out.contains("runner build: "), "{out}");
+    assert!(out.contains("403 Forbidden"), "{out}");
+    assert!(
+        out.contains("(done: registered runner images at https://gitlab.example.com/"),
+        "{out}"
+    );
     assert!(fake.read(CONFIG).contains("name = \"images\""), "{out}");
     no_token_anywhere(&fake, &[&out]);
 }
@@ -278,4 +284,29 @@ fn the_example_fleet_profile_parses_and_plans() {
     assert_eq!((plan.pending, plan.failed), (2, 0), "{out}");
     assert!(out.contains("register runner build"), "{out}");
     assert!(out.contains("register runner images"), "{out}");
+}
+
+#[test]
+fn an_image_leaves_listed_runners_without_a_token_to_the_instance() {
+    let fake = FakeHost::debian12();
+    fake.install(&["gitlab-runner", "docker.io"]);
+    let mut settings = fleet(&fake, [None, None]);
+    // Even where a live host would fail without a token: the image has none
+    // by design, each instance registers at boot.
+    settings.profile.runner.require_registration = true;
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.offline_host(reporter.clone());
+    let selection = Selection {
+        only: vec![StepId::RunnerRegister],
+        skip: Vec::new(),
+    };
+    let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
+    let out = reporter.captured();
+    assert_eq!((counts.failed, counts.skipped), (0, 1), "{out}");
+    assert!(
+        out.contains("image (--root): the instance registers at boot"),
+        "{out}"
+    );
+    assert!(!out.contains("not registered"), "{out}");
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
 }

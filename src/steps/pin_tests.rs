@@ -155,7 +155,7 @@ fn a_runner_pin_installs_exactly_that_version_with_its_helper_images_and_holds_b
         "{text}"
     );
     assert!(
-        text.contains("hold gitlab-runner gitlab-runner-helper-images (apt-mark hold"),
+        text.contains("hold gitlab-runner gitlab-runner-helper-images (apt-mark hold: upgrades, unattended-upgrades too, leave them where runner.version pins them)"),
         "{text}"
     );
 
@@ -279,6 +279,13 @@ fn a_pin_before_17_7_has_no_helper_images_package() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.runner.version = "17.5.0".into();
+    let (plan, out) = go_only(&fake, &settings, Mode::Plan, &[StepId::RunnerInstall]);
+    assert_eq!(plan.failed, 0, "{}", out.captured());
+    assert!(
+        out.captured().contains("hold gitlab-runner (apt-mark hold: upgrades, unattended-upgrades too, leave it where runner.version pins it)"),
+        "{}",
+        out.captured()
+    );
     let (counts, out) = go_only(&fake, &settings, Mode::Apply, &[StepId::RunnerInstall]);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     let apt = spawned(&fake, "apt-get");
@@ -288,6 +295,32 @@ fn a_pin_before_17_7_has_no_helper_images_package() {
     );
     assert!(!apt.iter().any(|c| c.contains("helper-images")), "{apt:#?}");
     assert_eq!(spawned(&fake, "apt-mark"), ["apt-mark hold gitlab-runner"]);
+
+    // Released by hand at the pinned version: held again, nothing installed.
+    let status = fake.read("/var/lib/dpkg/status");
+    let held = "Package: gitlab-runner\nStatus: hold ok installed\n";
+    assert!(status.contains(held), "{status}");
+    fake.write(
+        "/var/lib/dpkg/status",
+        &status.replace(
+            held,
+            "Package: gitlab-runner\nStatus: install ok installed\n",
+        ),
+    );
+    let commands = fake.commands().len();
+    let (counts, out) = go_only(&fake, &settings, Mode::Apply, &[StepId::RunnerInstall]);
+    assert_eq!(
+        (counts.changed, counts.failed),
+        (1, 0),
+        "{}",
+        out.captured()
+    );
+    let run: Vec<String> = fake.commands()[commands..]
+        .iter()
+        .map(|c| c.display())
+        .collect();
+    assert_eq!(run, ["apt-mark hold gitlab-runner"]);
+    assert!(fake.read("/var/lib/dpkg/status").contains(held));
 }
 
 #[test]

@@ -257,6 +257,28 @@ mod tests {
                 "mkdir /var/lib/docker/tmp/docker-builder1: read-only file system",
                 "read-only filesystem",
             ),
+            // Each way the storage driver says it cannot mount, alone.
+            (
+                "error creating overlay mount to /var/lib/docker/overlay2/x/merged: no such device",
+                "cannot mount image layers",
+            ),
+            (
+                "failed to mount /tmp/containerd-mount123: operation not permitted",
+                "cannot mount image layers",
+            ),
+            (
+                "Error starting daemon: error initializing graphdriver: driver not supported",
+                "cannot mount image layers",
+            ),
+            (
+                "mount source: \"overlay\", target: \"/x\": invalid argument",
+                "cannot mount image layers",
+            ),
+            // An invalid argument that is no mount is another failure.
+            (
+                "unknown flag: --squash\ninvalid argument \"x\" for \"--tag\" flag",
+                "failed: unknown flag: --squash; invalid argument",
+            ),
             (
                 "something else\nentirely",
                 "failed: something else; entirely",
@@ -278,6 +300,23 @@ mod tests {
         assert!(script.contains(r"export 'A=it'\''s $(x)'"), "{script}");
         assert!(script.contains("FROM scratch"));
         assert!(script.contains("trap "));
+    }
+
+    #[test]
+    fn only_shell_variable_names_are_exported() {
+        // `export 1A=x` or `export A-B=x` fails the whole script under `set -e`.
+        for (name, valid) in [
+            ("DOCKER_DRIVER", true),
+            ("_private1", true),
+            ("a", true),
+            ("", false),
+            ("1A", false),
+            ("A-B", false),
+            ("A B", false),
+            ("É", false),
+        ] {
+            assert_eq!(valid_name(name), valid, "{name:?}");
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ if [ ${#files[@]} -eq 0 ]; then
     src/steps/docker_verify.rs src/steps/docker_install.rs
     src/steps/shutdown_unregister.rs src/steps/prune_schedule.rs
     src/steps/network.rs)
+  # Any later step file too (test modules have nothing to mutate).
+  for file in src/steps/*.rs; do
+    case " ${files[*]} " in *" $file "*) continue ;; esac
+    [[ "$file" == *tests.rs ]] || files+=("$file")
+  done
 fi
 tree=${MUTANTS_TREE:-target/mutants-tree}
 out=$PWD/${MUTANTS_OUTPUT:-target/mutants-out}

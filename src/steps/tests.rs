@@ -1228,6 +1228,31 @@ fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
 }
 
 #[test]
+fn su_is_required_only_where_a_jobs_build_will_run() {
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/su")).expect("rm su");
+    let mut settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Apply);
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains("`su` was not found on PATH: install the package `util-linux`"),
+        "{text}"
+    );
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+
+    // --skip-build: no build, no su needed.
+    settings.profile.docker.build_check = false;
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Apply);
+    assert_eq!(
+        (counts.failed, counts.skipped),
+        (0, 1),
+        "{}",
+        out.captured()
+    );
+}
+
+#[test]
 fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");

@@ -302,6 +302,57 @@ mod tests {
         assert!(script.contains("trap "));
     }
 
+    /// Answers the build with a full disk and `docker images` with `leftover`.
+    struct FailedBuild {
+        leftover: &'static str,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl crate::host::command::Runner for FailedBuild {
+        fn run(&self, cmd: &Cmd) -> std::io::Result<crate::host::command::Output> {
+            self.seen.lock().expect("lock").push(cmd.display());
+            let (code, stdout) = match cmd.argv[..2].join(" ").as_str() {
+                "su -s" => (1, "failed to copy files: no space left on device\n"),
+                "docker images" => (0, self.leftover),
+                _ => (0, ""),
+            };
+            Ok(crate::host::command::Output {
+                code: Some(code),
+                stdout: stdout.to_string(),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn a_failed_build_removes_the_images_it_left_and_only_those() {
+        for (leftover, removed) in [
+            (
+                "1a2b3c\n4d5e6f\n",
+                Some("docker image rm --force 1a2b3c 4d5e6f"),
+            ),
+            ("", None),
+        ] {
+            let fake = crate::testing::FakeHost::debian12();
+            let seen = std::sync::Arc::default();
+            let runner = FailedBuild {
+                leftover,
+                seen: std::sync::Arc::clone(&seen),
+            };
+            let reporter = fake.reporter(crate::report::Format::Json);
+            let host = fake.host_with(Box::new(runner), reporter);
+            let settings = fake.settings(None);
+            let err = DockerBuild
+                .check(&host, &settings)
+                .expect_err("a full disk fails the build");
+            assert!(err.to_string().contains("disk full"), "{err}");
+            let seen = seen.lock().expect("lock").clone();
+            let rm: Vec<&String> = seen.iter().filter(|c| c.contains(" rm ")).collect();
+            assert_eq!(rm.first().map(|c| c.as_str()), removed, "{seen:#?}");
+            assert!(rm.len() <= 1, "{seen:#?}");
+        }
+    }
+
     #[test]
     fn only_shell_variable_names_are_exported() {
         // `export 1A=x` or `export A-B=x` fails the whole script under `set -e`.

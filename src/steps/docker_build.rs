@@ -302,8 +302,9 @@ mod tests {
         assert!(script.contains("trap "));
     }
 
-    /// Answers the build with a full disk and `docker images` with `leftover`.
+    /// Answers the build (`su`) with `build` and `docker images` with `leftover`.
     struct FailedBuild {
+        build: (i32, &'static str),
         leftover: &'static str,
         seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     }
@@ -312,7 +313,7 @@ mod tests {
         fn run(&self, cmd: &Cmd) -> std::io::Result<crate::host::command::Output> {
             self.seen.lock().expect("lock").push(cmd.display());
             let (code, stdout) = match cmd.argv[..2].join(" ").as_str() {
-                "su -s" => (1, "failed to copy files: no space left on device\n"),
+                "su -s" => self.build,
                 "docker images" => (0, self.leftover),
                 _ => (0, ""),
             };
@@ -326,16 +327,28 @@ mod tests {
 
     #[test]
     fn a_failed_build_removes_the_images_it_left_and_only_those() {
-        for (leftover, removed) in [
+        let full = (1, "failed to copy files: no space left on device\n");
+        // Exit 0 without the driver line: the script did not get that far.
+        let cut_short = (0, "Successfully built 0123abcd\n");
+        for (build, leftover, said, removed) in [
             (
+                full,
                 "1a2b3c\n4d5e6f\n",
+                "disk full",
                 Some("docker image rm --force 1a2b3c 4d5e6f"),
             ),
-            ("", None),
+            (full, "", "disk full", None),
+            (
+                cut_short,
+                "9f9f9f\n",
+                "a job's `docker build` failed: Successfully built 0123abcd",
+                Some("docker image rm --force 9f9f9f"),
+            ),
         ] {
             let fake = crate::testing::FakeHost::debian12();
             let seen = std::sync::Arc::default();
             let runner = FailedBuild {
+                build,
                 leftover,
                 seen: std::sync::Arc::clone(&seen),
             };
@@ -344,8 +357,8 @@ mod tests {
             let settings = fake.settings(None);
             let err = DockerBuild
                 .check(&host, &settings)
-                .expect_err("a full disk fails the build");
-            assert!(err.to_string().contains("disk full"), "{err}");
+                .expect_err("the build failed");
+            assert!(err.to_string().contains(said), "{err}");
             let seen = seen.lock().expect("lock").clone();
             let rm: Vec<&String> = seen.iter().filter(|c| c.contains(" rm ")).collect();
             assert_eq!(rm.first().map(|c| c.as_str()), removed, "{seen:#?}");

@@ -373,8 +373,12 @@ mod tests {
         );
 
         // A runner started before the change (its restart cut short) is
-        // found by the next run: nothing listens there.
-        fake.write("/proc/net/tcp", "  sl  local_address rem_address   st\n");
+        // found by the next run: nothing listens there (sshd on the same
+        // address, something on the same port of another address).
+        fake.write(
+            "/proc/net/tcp",
+            "  sl  local_address rem_address   st\n   0: 0100007F:0016 00000000:0000 0A\n   1: 0500000A:2424 00000000:0000 0A\n",
+        );
         let (plan, out) = go(&fake, &settings, Mode::Plan);
         assert_eq!(plan.pending, 1, "{}", out.captured());
         assert!(

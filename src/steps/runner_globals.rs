@@ -408,6 +408,38 @@ mod tests {
     }
 
     #[test]
+    fn every_interface_needs_the_unspecified_address_a_host_name_any() {
+        // The runner listens on 127.0.0.1:9252 only.
+        let loopback =
+            "  sl  local_address rem_address   st\n   0: 0100007F:2424 00000000:0000 0A\n";
+        for (address, listening) in [
+            (":9252", false),
+            ("localhost:9252", true),
+            ("127.0.0.1:9252", true),
+        ] {
+            let (fake, mut settings) = registered();
+            settings.profile.global.listen_address = Some(address.into());
+            let (applied, out) = go(&fake, &settings, Mode::Apply);
+            assert_eq!(applied.failed, 0, "{address}: {}", out.captured());
+            fake.write("/proc/net/tcp", loopback);
+            let (plan, out) = go(&fake, &settings, Mode::Plan);
+            assert_eq!(
+                plan.pending == 0,
+                listening,
+                "{address}: {}",
+                out.captured()
+            );
+            assert_eq!(
+                out.captured()
+                    .contains(&format!("does not listen on {address} yet")),
+                !listening,
+                "{address}: {}",
+                out.captured()
+            );
+        }
+    }
+
+    #[test]
     fn no_runner_running_means_no_restart_and_no_file_means_a_new_one() {
         let fake = FakeHost::debian12();
         fake.install(&["gitlab-runner"]);

@@ -395,11 +395,18 @@ mod tests {
             out.captured()
         );
 
-        // A port another program holds: the restarted runner cannot listen.
+        // A port another program holds: the restarted runner cannot listen,
+        // which apply waits 10 s (on the host's clock) to conclude.
         fake.write("/run/fake-port-taken", "");
         settings.profile.global.listen_address = Some("127.0.0.1:9300".into());
+        let slept = fake.machine().slept;
         let (failed, out) = go(&fake, &settings, Mode::Apply);
         assert_eq!(failed.failed, 1, "{}", out.captured());
+        let waited = fake.machine().slept - slept;
+        assert!(
+            waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+            "{waited:?}"
+        );
         assert!(
             out.captured().contains("another program may hold the port"),
             "{}",
@@ -421,6 +428,13 @@ mod tests {
             settings.profile.global.listen_address = Some(address.into());
             let (applied, out) = go(&fake, &settings, Mode::Apply);
             assert_eq!(applied.failed, 0, "{address}: {}", out.captured());
+            // Only every interface is reachable from other hosts.
+            assert_eq!(
+                out.captured().contains("is reachable from other hosts"),
+                address == ":9252",
+                "{address}: {}",
+                out.captured()
+            );
             fake.write("/proc/net/tcp", loopback);
             let (plan, out) = go(&fake, &settings, Mode::Plan);
             assert_eq!(
@@ -544,7 +558,7 @@ mod tests {
         let text = out.captured();
         assert_eq!((applied.changed, applied.failed), (1, 0), "{text}");
         assert!(
-            text.contains("wins over config.toml's listen_address"),
+            text.contains("--listen-address / LISTEN_ADDRESS :9999, which wins over config.toml's listen_address"),
             "{text}"
         );
         assert_eq!(commands(&fake).len(), spawned, "no restart: {text}");
@@ -556,5 +570,17 @@ mod tests {
         fake.write("/proc/777/environ", "PATH=/usr/bin\0LISTEN_ADDRESS=:9999\0");
         let (plan, out) = go(&fake, &settings, Mode::Plan);
         assert_eq!(plan.pending, 0, "{}", out.captured());
+        assert!(
+            out.captured().contains("LISTEN_ADDRESS :9999, which wins"),
+            "{}",
+            out.captured()
+        );
+
+        // An empty LISTEN_ADDRESS (and any other variable) overrides nothing:
+        // the runner does not listen where config.toml says, so it restarts.
+        fake.write("/proc/777/environ", "PATH=/usr/bin\0LISTEN_ADDRESS=\0");
+        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        assert_eq!(plan.pending, 1, "{}", out.captured());
+        assert!(!out.captured().contains("which wins"), "{}", out.captured());
     }
 }

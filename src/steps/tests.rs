@@ -554,20 +554,23 @@ fn a_failed_step_skips_its_dependents_and_not_the_others() {
         "apt-get".to_string(),
         "E: Unable to locate package".to_string(),
     ));
-    let (counts, out) = go(
-        &fake,
-        &fake.settings(Some(LEGACY)),
-        &Selection::default(),
-        Mode::Apply,
-    );
+    let mut settings = fake.settings(Some(LEGACY));
+    settings.profile.global.concurrent = Some(4);
+    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
     let text = out.captured();
     assert_eq!(
         counts.failed, 2,
         "runner-install and docker-install: {text}"
     );
+    for dependent in ["runner-register", "runner-globals"] {
+        assert!(
+            text.contains(&format!("\"id\":\"{dependent}\",\"status\":\"skipped\"")),
+            "{text}"
+        );
+    }
     assert!(
-        text.contains("\"id\":\"runner-register\",\"status\":\"skipped\""),
-        "{text}"
+        !fake.root().join("etc/gitlab-runner/config.toml").exists(),
+        "no config.toml written for a runner that is not installed"
     );
     assert!(text.contains("runner-install failed"), "{text}");
     assert!(

@@ -206,3 +206,46 @@ fn not_answering(settings: &Settings) -> State {
         settings.profile.docker.verify_timeout
     ))])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(stderr: &str) -> Output {
+        Output {
+            code: Some(1),
+            stderr: stderr.to_string(),
+            ..Output::default()
+        }
+    }
+
+    #[test]
+    fn either_words_of_a_daemon_not_running_mean_not_yet() {
+        for text in [
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            "Cannot connect to the Docker daemon at tcp://127.0.0.1:2375",
+            "error during connect: Is the docker daemon running?",
+        ] {
+            let answer = diagnose_message(&output(text)).expect("no error");
+            assert!(matches!(answer, Some(Answer::NotYet)), "{text}");
+        }
+        let other = diagnose_message(&output("template: :1:2: nil pointer")).expect("no error");
+        assert!(other.is_none());
+        assert!(
+            diagnose_message(&output(
+                "dial unix /var/run/docker.sock: connect: permission denied"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn an_error_keeps_the_last_four_lines_that_say_something() {
+        assert_eq!(
+            last_lines("one\n\n  two  \nthree\n \nfour\nfive\n"),
+            "two; three; four; five"
+        );
+        assert_eq!(last_lines("only\n\n"), "only");
+        assert_eq!(last_lines(""), "");
+    }
+}

@@ -871,6 +871,67 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
 }
 
 #[test]
+fn plan_judges_the_runner_accounts_access_by_the_sockets_owner_group_and_mode() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let socket = fake.root().join("var/run/docker.sock");
+    // The socket belongs to whoever runs the test: the accounts are made
+    // around its owner and group.
+    let server = serve_info(&fake, "overlay2");
+    let meta = std::fs::metadata(&socket).expect("socket");
+    let (owner, group) = (meta.uid(), meta.gid());
+    drop(meta);
+    let (other_uid, other_gid) = (owner + 1, group + 1);
+    // (mode, account uid, its primary gid, docker's gid, docker's members, may use)
+    let cases = [
+        (0o660, other_uid, other_gid, group, "", false),
+        (0o660, other_uid, other_gid, group, "gitlab-runner", true),
+        (0o660, other_uid, group, other_gid, "", true),
+        (
+            0o660,
+            other_uid,
+            other_gid,
+            other_gid,
+            "gitlab-runner",
+            false,
+        ),
+        (0o600, owner, other_gid, other_gid, "", true),
+        (0o600, other_uid, other_gid, group, "gitlab-runner", false),
+        (0o606, other_uid, other_gid, other_gid, "", true),
+    ];
+    let mut server = Some(server);
+    for (mode, uid, gid, docker_gid, members, allowed) in cases {
+        if server.is_none() {
+            std::fs::remove_file(&socket).expect("rm socket");
+            server = Some(serve_info(&fake, "overlay2"));
+        }
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        fake.write(
+            "/etc/passwd",
+            &format!(
+                "root:x:0:0:root:/root:/bin/bash\ngitlab-runner:x:{uid}:{gid}:GitLab Runner:/home/gitlab-runner:/bin/bash\n"
+            ),
+        );
+        fake.write(
+            "/etc/group",
+            &format!("root:x:0:\ndocker:x:{docker_gid}:{members}\n"),
+        );
+        let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
+        server.take().expect("server").join().expect("server");
+        let text = out.captured();
+        let case = format!("mode {mode:o}, uid {uid}, gid {gid}, docker {docker_gid}:{members}");
+        assert_eq!(plan.failed == 0, allowed, "{case}: {text}");
+        assert_eq!(
+            text.contains("cannot open /var/run/docker.sock (permission denied)"),
+            !allowed,
+            "{case}: {text}"
+        );
+    }
+}
+
+#[test]
 fn an_unreachable_repository_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");

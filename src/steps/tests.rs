@@ -932,6 +932,36 @@ fn plan_judges_the_runner_accounts_access_by_the_sockets_owner_group_and_mode() 
 }
 
 #[test]
+fn a_template_error_with_a_usable_socket_asks_the_client_again_for_the_cause() {
+    // Docker 20.10's client prints only a template error; the socket answers
+    // and anyone may open it, so the full `docker info` names the cause:
+    // here the daemon behind it is not running (yet), not a permission.
+    let fake = FakeHost::debian12();
+    let settings = fake.settings(Some(LEGACY));
+    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
+    let server = serve_info(&fake, "overlay2");
+    let n = fake.commands().len();
+    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
+    server.join().expect("server");
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains("for the Docker daemon, which does not answer now"),
+        "{text}"
+    );
+    assert!(!text.contains("permission denied"), "{text}");
+    let asked: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
+    assert_eq!(
+        asked,
+        [
+            "runuser -l gitlab-runner -c 'docker info --format '\\''{{.Driver}}'\\'''",
+            "runuser -l gitlab-runner -c 'docker info'"
+        ]
+    );
+}
+
+#[test]
 fn an_unreachable_repository_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");

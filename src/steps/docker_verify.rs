@@ -240,6 +240,28 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_driver_is_explained_by_what_it_is() {
+        assert_eq!(
+            judge("overlay2".into(), "overlay2").expect("same"),
+            State::Done
+        );
+        let vfs = judge("vfs".into(), "overlay2")
+            .expect_err("vfs")
+            .to_string();
+        assert!(
+            vfs.contains("overlay is unavailable to the daemon"),
+            "{vfs}"
+        );
+        let btrfs = judge("btrfs".into(), "overlay2")
+            .expect_err("btrfs")
+            .to_string();
+        assert!(
+            btrfs.contains("has not picked up /etc/docker/daemon.json"),
+            "{btrfs}"
+        );
+    }
+
+    #[test]
     fn an_error_keeps_the_last_four_lines_that_say_something() {
         assert_eq!(
             last_lines("one\n\n  two  \nthree\n \nfour\nfive\n"),

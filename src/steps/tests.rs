@@ -1322,6 +1322,25 @@ fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
 }
 
 #[test]
+fn runuser_is_required_to_ask_docker_as_the_runner_account() {
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/runuser")).expect("rm runuser");
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &only(StepId::DockerVerify),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains("`runuser` was not found on PATH: install the package `util-linux`"),
+        "{text}"
+    );
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+}
+
+#[test]
 fn su_is_required_only_where_a_jobs_build_will_run() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/su")).expect("rm su");

@@ -714,6 +714,79 @@ fn offline_root_persists_files_and_skips_live_actions() {
 }
 
 #[test]
+fn an_image_gets_docker_installed_and_enabled_never_started() {
+    let fake = FakeHost::debian12();
+    fake.install(&["docker.io"]);
+    let _ = std::fs::remove_file(
+        fake.root()
+            .join("etc/systemd/system/multi-user.target.wants/docker.service"),
+    );
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.offline_host(reporter.clone());
+    let settings = fake.settings(None);
+    let counts = run(
+        &host,
+        &settings,
+        &only(StepId::DockerInstall),
+        Mode::Apply,
+        &reporter,
+    );
+    let text = reporter.captured();
+    assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
+    let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.ends_with("systemctl enable docker")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("start")),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_kept_engine_says_a_docker_pin_is_not_applied_only_when_there_is_one() {
+    let fake = FakeHost::debian12();
+    fake.install(&["docker-ce"]);
+    let mut settings = fake.settings(None);
+    let (_, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let text = out.captured();
+    assert!(
+        text.contains("docker-ce is installed: it is kept"),
+        "{text}"
+    );
+    assert!(!text.contains("is not applied"), "{text}");
+    settings.profile.docker.version = "20.10.24+dfsg1-1+deb12u1".into();
+    let (_, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let text = out.captured();
+    assert!(
+        text.contains("docker.version 20.10.24+dfsg1-1+deb12u1 is not applied"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_service_manager_docker_install_uses_is_required() {
+    let fake = FakeHost::debian12();
+    std::fs::remove_file(fake.root().join("usr/bin/systemctl")).expect("rm systemctl");
+    let (counts, out) = go(
+        &fake,
+        &fake.settings(Some(LEGACY)),
+        &only(StepId::DockerInstall),
+        Mode::Apply,
+    );
+    let text = out.captured();
+    assert_eq!(counts.failed, 1, "{text}");
+    assert!(
+        text.contains("`systemctl` was not found on PATH: install the package `systemd`"),
+        "{text}"
+    );
+    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+}
+
+#[test]
 fn docker_verify_diagnoses_permission_and_driver() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));

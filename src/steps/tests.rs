@@ -1440,33 +1440,30 @@ fn su_is_required_only_where_a_jobs_build_will_run() {
 
 #[test]
 fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
-    let fake = FakeHost::debian12();
-    std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");
-    let before = fake.snapshot();
-    // A link to a folder that does not exist inside the root: the write
-    // could not land, so preflight says so while nothing has changed.
-    let link = fake.root().join("etc/docker/daemon.json");
-    std::os::unix::fs::symlink("/srv/gone/daemon.json", &link).expect("symlink");
-    let (counts, out) = go(
-        &fake,
-        &fake.settings(Some(LEGACY)),
-        &Selection::default(),
-        Mode::Apply,
-    );
-    let text = out.captured();
-    assert_eq!(
-        (counts.failed, counts.skipped),
-        (1, reported() - 1),
-        "{text}"
-    );
-    assert!(
-        text.contains("/etc/docker/daemon.json is a symbolic link to /srv/gone/daemon.json"),
-        "{text}"
-    );
-    assert!(fake.commands().is_empty(), "{:?}", fake.commands());
-    // (the snapshot cannot follow the dangling link)
-    std::fs::remove_file(&link).expect("rm link");
-    assert_eq!(fake.snapshot(), before);
+    // docker-daemon writes daemon.json too; docker-driver alone must refuse it as well.
+    for (selection, steps) in [
+        (Selection::default(), reported()),
+        (only(StepId::DockerDriver), 2),
+    ] {
+        let fake = FakeHost::debian12();
+        std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");
+        let before = fake.snapshot();
+        // A link to a folder that does not exist inside the root: the write
+        // could not land, so preflight says so while nothing has changed.
+        let link = fake.root().join("etc/docker/daemon.json");
+        std::os::unix::fs::symlink("/srv/gone/daemon.json", &link).expect("symlink");
+        let (counts, out) = go(&fake, &fake.settings(Some(LEGACY)), &selection, Mode::Apply);
+        let text = out.captured();
+        assert_eq!((counts.failed, counts.skipped), (1, steps - 1), "{text}");
+        assert!(
+            text.contains("/etc/docker/daemon.json is a symbolic link to /srv/gone/daemon.json"),
+            "{text}"
+        );
+        assert!(fake.commands().is_empty(), "{:?}", fake.commands());
+        // (the snapshot cannot follow the dangling link)
+        std::fs::remove_file(&link).expect("rm link");
+        assert_eq!(fake.snapshot(), before);
+    }
 }
 
 #[test]

@@ -955,7 +955,6 @@ fn plan_judges_the_runner_accounts_access_by_the_sockets_owner_group_and_mode() 
     let server = serve_info(&fake, "overlay2");
     let meta = std::fs::metadata(&socket).expect("socket");
     let (owner, group) = (meta.uid(), meta.gid());
-    drop(meta);
     let (other_uid, other_gid) = (owner + 1, group + 1);
     // (mode, account uid, its primary gid, docker's gid, docker's members, may use)
     let cases = [

@@ -170,6 +170,20 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
         out.captured()
     );
 
+    // A file of the drop-in folder that is not a .conf is not read by
+    // systemd: still refused.
+    fake.write(
+        "/etc/systemd/system/docker.service.d/hosts.conf.off",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n",
+    );
+    let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
+    assert_eq!(plan.failed, 0, "{}", out.captured());
+    assert!(
+        out.captured().contains("apply will refuse"),
+        "{}",
+        out.captured()
+    );
+
     // A drop-in that starts dockerd without -H: accepted.
     fake.write(
         "/etc/systemd/system/docker.service.d/hosts.conf",
@@ -326,8 +340,10 @@ fn credentials_in_a_url_stay_out_of_the_output() {
     // dockerd 23's `proxies` take URLs that may hold a password.
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
-    settings.profile.docker.daemon =
-        daemon(json!({"proxies": {"http-proxy": "http://puller:s3cretProxyPass@proxy.corp:3128"}}));
+    settings.profile.docker.daemon = daemon(json!({
+        "proxies": {"http-proxy": "http://puller:s3cretProxyPass@proxy.corp:3128"},
+        "allow-nondistributable-artifacts": ["https://pusher:arr4yListPass@registry.corp"]
+    }));
     let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
@@ -336,8 +352,40 @@ fn credentials_in_a_url_stay_out_of_the_output() {
         out.captured()
     );
     assert!(
+        out.captured().contains("registry.corp") && !out.captured().contains("arr4yListPass"),
+        "{}",
+        out.captured()
+    );
+    assert!(
         !out.captured().contains("s3cretProxyPass"),
         "{}",
         out.captured()
+    );
+}
+
+#[test]
+fn an_image_gets_the_settings_without_touching_a_service() {
+    // `--root` on an image tree: the file is written, and no systemctl
+    // (reset-failed, restart) reaches the build machine's services.
+    let fake = FakeHost::debian12();
+    fake.install(&["docker.io"]);
+    let settings = fake.settings(Some(LEGACY));
+    let reporter = fake.reporter(Format::Json);
+    let host = fake.offline_host(reporter.clone());
+    let counts = run(&host, &settings, &only_daemon(), Mode::Apply, &reporter);
+    assert_eq!(
+        (counts.failed, counts.changed),
+        (0, 1),
+        "{}",
+        reporter.captured()
+    );
+    assert!(
+        fake.read(DAEMON_JSON)
+            .contains("\"log-driver\": \"json-file\"")
+    );
+    let commands = commands_since(&fake, 0);
+    assert!(
+        !commands.iter().any(|c| c.contains("systemctl")),
+        "{commands:?}"
     );
 }

@@ -1443,6 +1443,7 @@ fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
     for (selection, steps) in [
         (Selection::default(), reported()),
         (only(StepId::DockerDriver), 2),
+        (only(StepId::DockerDaemon), 2),
     ] {
         let fake = FakeHost::debian12();
         std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");

@@ -928,6 +928,18 @@ impl FakeRunner {
                 self.start_docker();
                 ok("")
             }
+            // SysV init (no systemd as PID 1): Debian's /etc/init.d/docker.
+            ["service", "docker", "start" | "restart"] => {
+                if self
+                    .dockerd_refuses("/etc/docker/daemon.json", true)
+                    .is_some()
+                {
+                    let _ = fs::remove_file(self.root.join("run/docker.pid"));
+                    return fail("Starting Docker: docker failed!\n");
+                }
+                self.start_docker();
+                ok("")
+            }
             ["systemctl", "reset-failed", ..] => {
                 let _ = fs::remove_file(self.root.join("run/fake-docker-start-limit"));
                 let _ = fs::remove_file(self.root.join("run/fake-docker-starts"));

@@ -389,3 +389,29 @@ fn an_image_gets_the_settings_without_touching_a_service() {
         "{commands:?}"
     );
 }
+
+#[test]
+fn without_systemd_docker_is_restarted_by_its_init_script_and_no_systemctl_runs() {
+    // A live host whose PID 1 is not systemd (a container, SysV init):
+    // there is no start limit to reset, and `service` restarts dockerd.
+    let fake = FakeHost::debian12();
+    fake.install(&["docker.io"]);
+    std::fs::remove_dir_all(fake.root().join("run/systemd")).expect("no systemd");
+    let settings = fake.settings(Some(LEGACY));
+    let (counts, out) = go(&fake, &settings, &only_daemon(), Mode::Apply);
+    assert_eq!(
+        (counts.failed, counts.changed),
+        (0, 1),
+        "{}",
+        out.captured()
+    );
+    let commands = commands_since(&fake, 0);
+    assert!(
+        commands.contains(&"service docker restart".to_string()),
+        "{commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("systemctl")),
+        "{commands:?}"
+    );
+}

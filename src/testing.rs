@@ -443,6 +443,20 @@ impl FakeHost {
         .expect("host")
     }
 
+    /// Runs the selected steps in `mode` on the live host, with the JSON
+    /// output captured.
+    pub fn run_steps(
+        &self,
+        settings: &Settings,
+        selection: &crate::steps::Selection,
+        mode: crate::steps::Mode,
+    ) -> (crate::report::Counts, Arc<Reporter>) {
+        let reporter = self.reporter(Format::Json);
+        let host = self.host(reporter.clone());
+        let counts = crate::steps::run(&host, settings, selection, mode, &reporter);
+        (counts, reporter)
+    }
+
     pub fn reporter(&self, format: Format) -> Arc<Reporter> {
         Arc::new(Reporter::capturing(format, 0, self.redactor.clone()))
     }

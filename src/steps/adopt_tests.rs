@@ -2,10 +2,7 @@
 //! repository sources and keys written by GitLab's and Docker's
 //! instructions, the other Docker Engine package already there.
 
-use std::sync::Arc;
-
-use super::{Mode, Selection, StepId, run};
-use crate::report::{Counts, Format, Reporter};
+use super::{Mode, Selection, StepId};
 use crate::steps::Settings;
 use crate::testing::FakeHost;
 
@@ -28,18 +25,6 @@ check_interval = 0
   [runners.cache]
 "#;
 
-fn go(
-    fake: &FakeHost,
-    settings: &Settings,
-    selection: &Selection,
-    mode: Mode,
-) -> (Counts, Arc<Reporter>) {
-    let reporter = fake.reporter(Format::Json);
-    let host = fake.host(reporter.clone());
-    let counts = run(&host, settings, selection, mode, &reporter);
-    (counts, reporter)
-}
-
 fn registrations(fake: &FakeHost) -> usize {
     fake.commands()
         .iter()
@@ -55,7 +40,7 @@ fn a_runner_registered_by_hand_is_adopted_when_the_profile_names_none() {
     let settings = fake.settings(Some(LEGACY));
     assert!(settings.profile.runner.name.is_empty());
 
-    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     let text = out.captured();
     assert_eq!(plan.failed, 0, "{text}");
     assert!(
@@ -67,7 +52,7 @@ fn a_runner_registered_by_hand_is_adopted_when_the_profile_names_none() {
         "{text}"
     );
 
-    let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (first, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(first.failed, 0, "{}", out.captured());
     assert_eq!(registrations(&fake), 0, "{}", out.captured());
     let config = fake.read("/etc/gitlab-runner/config.toml");
@@ -78,7 +63,7 @@ fn a_runner_registered_by_hand_is_adopted_when_the_profile_names_none() {
     );
 
     let before = fake.snapshot();
-    let (second, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (second, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(
         (second.changed, second.failed),
         (0, 0),
@@ -86,7 +71,7 @@ fn a_runner_registered_by_hand_is_adopted_when_the_profile_names_none() {
         out.captured()
     );
     assert!(fake.snapshot() == before, "the second apply changed a file");
-    let (verify, out) = go(&fake, &settings, &Selection::default(), Mode::Verify);
+    let (verify, out) = fake.run_steps(&settings, &Selection::default(), Mode::Verify);
     assert_eq!(verify.failed, 0, "{}", out.captured());
 }
 
@@ -98,7 +83,11 @@ fn a_named_runner_is_registered_beside_another_at_the_same_url() {
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.runner.name = "build-1".to_string();
 
-    let (plan, out) = go(&fake, &settings, &only(StepId::RunnerRegister), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerRegister]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert_eq!(plan.pending, 1, "{text}");
     assert!(
@@ -107,7 +96,11 @@ fn a_named_runner_is_registered_beside_another_at_the_same_url() {
         "plan names both runners: {text}"
     );
 
-    let (apply, out) = go(&fake, &settings, &only(StepId::RunnerRegister), Mode::Apply);
+    let (apply, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerRegister]),
+        Mode::Apply,
+    );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
     assert_eq!(registrations(&fake), 1);
     let config = fake.read("/etc/gitlab-runner/config.toml");
@@ -115,7 +108,11 @@ fn a_named_runner_is_registered_beside_another_at_the_same_url() {
         config.contains("name = \"My Runner\"") && config.contains("name = \"build-1\""),
         "{config}"
     );
-    let (again, out) = go(&fake, &settings, &only(StepId::RunnerRegister), Mode::Apply);
+    let (again, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerRegister]),
+        Mode::Apply,
+    );
     assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
 }
 
@@ -128,16 +125,13 @@ fn a_runner_at_another_url_is_not_adopted() {
         &MY_RUNNER.replace("https://gitlab.com", "https://gitlab.example.org"),
     );
     let settings = fake.settings(Some(LEGACY));
-    let (apply, out) = go(&fake, &settings, &only(StepId::RunnerRegister), Mode::Apply);
+    let (apply, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerRegister]),
+        Mode::Apply,
+    );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
     assert_eq!(registrations(&fake), 1);
-}
-
-fn only(id: StepId) -> Selection {
-    Selection {
-        only: vec![id],
-        skip: Vec::new(),
-    }
 }
 
 /// GitLab's repository as its script sets it up, at a local path (no
@@ -198,10 +192,9 @@ fn gitlabs_own_source_is_used_as_it_is() {
     let by_hand = GitlabByHand::new("bookworm");
     let fake = &by_hand.fake;
     let list_before = fake.read(LIST);
-    let (plan, out) = go(
-        fake,
+    let (plan, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Plan,
     );
     let text = out.captured();
@@ -212,10 +205,9 @@ fn gitlabs_own_source_is_used_as_it_is() {
         "no second source, no second key: {text}"
     );
 
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
@@ -237,10 +229,9 @@ fn gitlabs_own_source_is_used_as_it_is() {
 fn a_wrong_suite_is_edited_in_place_with_a_diff() {
     let by_hand = GitlabByHand::new("bullseye");
     let fake = &by_hand.fake;
-    let (_, out) = go(
-        fake,
+    let (_, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Plan,
     );
     let text = out.captured();
@@ -253,10 +244,9 @@ fn a_wrong_suite_is_edited_in_place_with_a_diff() {
             && text.contains("+deb [signed-by=/usr/share/keyrings/runner_gitlab-runner-archive-keyring.gpg] file:///srv/gitlab/debian/ bookworm main"),
         "the diff: {text}"
     );
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
@@ -277,10 +267,9 @@ fn the_tools_earlier_source_beside_gitlabs_is_removed() {
         OWN,
         "Types: deb\nURIs: file:/srv/gitlab/debian\nSuites: bookworm\nComponents: main\nSigned-By: /etc/apt/keyrings/gitlab-runner.asc\n",
     );
-    let (_, out) = go(
-        fake,
+    let (_, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Plan,
     );
     let text = out.captured();
@@ -288,10 +277,9 @@ fn the_tools_earlier_source_beside_gitlabs_is_removed() {
         text.contains("remove /etc/apt/sources.list.d/gitlab-runner.sources: /etc/apt/sources.list.d/runner_gitlab-runner.list already defines the repository"),
         "{text}"
     );
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
@@ -307,10 +295,9 @@ fn an_expired_key_is_shown_in_plan_and_refreshed() {
         EXPIRED_KEY,
     )
     .expect("old key");
-    let (_, out) = go(
-        fake,
+    let (_, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Plan,
     );
     let text = out.captured();
@@ -321,10 +308,9 @@ fn an_expired_key_is_shown_in_plan_and_refreshed() {
         )),
         "{text}"
     );
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     assert_eq!((apply.changed, apply.failed), (1, 0), "{}", out.captured());
@@ -351,10 +337,9 @@ fn a_rotated_key_is_downloaded_again_and_the_update_retried_once() {
         "apt-get".to_string(),
         "once:W: GPG error: file:/srv/gitlab/debian bookworm InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 3F01618A51312F3F\nE: The repository 'file:/srv/gitlab/debian bookworm InRelease' is not signed.".to_string(),
     ));
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     let text = out.captured();
@@ -383,10 +368,9 @@ fn a_key_that_still_fails_puts_every_file_back() {
         "apt-get".to_string(),
         "W: GPG error: file:/srv/gitlab/debian bookworm InRelease: EXPKEYSIG 3F01618A51312F3F GitLab B.V.".to_string(),
     ));
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     let text = out.captured();
@@ -422,7 +406,11 @@ fn the_engine_already_there_is_kept_unless_the_profile_asks_to_replace_it() {
         fake.install(&[installed]);
         let mut settings = fake.settings(Some(LEGACY));
         settings.profile.docker.source = source;
-        let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+        let (plan, out) = fake.run_steps(
+            &settings,
+            &Selection::of(&[StepId::DockerInstall]),
+            Mode::Plan,
+        );
         let text = out.captured();
         assert_eq!((plan.pending, plan.failed), (0, 0), "{source:?}: {text}");
         assert!(
@@ -431,7 +419,11 @@ fn the_engine_already_there_is_kept_unless_the_profile_asks_to_replace_it() {
             )),
             "{source:?}: {text}"
         );
-        let (apply, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
+        let (apply, out) = fake.run_steps(
+            &settings,
+            &Selection::of(&[StepId::DockerInstall]),
+            Mode::Apply,
+        );
         assert_eq!(
             (apply.changed, apply.failed),
             (0, 0),
@@ -444,7 +436,11 @@ fn the_engine_already_there_is_kept_unless_the_profile_asks_to_replace_it() {
         );
 
         settings.profile.docker.replace_engine = true;
-        let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+        let (plan, out) = fake.run_steps(
+            &settings,
+            &Selection::of(&[StepId::DockerInstall]),
+            Mode::Plan,
+        );
         let text = out.captured();
         assert_eq!(plan.pending, 1, "{source:?}: {text}");
         assert!(
@@ -479,7 +475,11 @@ fn dockers_own_source_by_hand_is_used_for_docker_ce() {
         components: "stable".to_string(),
         key_url: format!("file:{}", key.display()),
     });
-    let (plan, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerInstall]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert_eq!((plan.pending, plan.failed), (1, 0), "{text}");
     assert!(
@@ -490,7 +490,11 @@ fn dockers_own_source_by_hand_is_used_for_docker_ce() {
         !text.contains("apt source") && !text.contains("signing key"),
         "{text}"
     );
-    let (apply, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
+    let (apply, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerInstall]),
+        Mode::Apply,
+    );
     assert_eq!(apply.failed, 0, "{}", out.captured());
     assert_eq!(fake.read("/etc/apt/sources.list.d/docker.list"), list);
     assert!(
@@ -511,10 +515,9 @@ fn a_key_apt_refuses_with_only_a_warning_is_downloaded_again() {
         "apt-get".to_string(),
         "once-ok:W: An error occurred during the signature verification. The repository is not updated and the previous index files will be used. GPG error: file:/srv/gitlab/debian bookworm InRelease: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 3F01618A51312F3F".to_string(),
     ));
-    let (apply, out) = go(
-        fake,
+    let (apply, out) = fake.run_steps(
         &by_hand.settings,
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Apply,
     );
     let text = out.captured();

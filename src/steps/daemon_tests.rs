@@ -3,41 +3,15 @@
 //! kept, `hosts` refused before any change, `dockerd --validate` refusing
 //! before the write, and a file dockerd refuses at start rolled back.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::{Mode, Selection, StepId, run};
 use crate::profile::DaemonSettings;
-use crate::report::{Counts, Format, Reporter};
-use crate::steps::Settings;
+use crate::report::Format;
 use crate::testing::FakeHost;
 
 const LEGACY: &str = "GR1348941legacyTokenValue42";
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
-
-fn go(
-    fake: &FakeHost,
-    settings: &Settings,
-    selection: &Selection,
-    mode: Mode,
-) -> (Counts, Arc<Reporter>) {
-    let reporter = fake.reporter(Format::Json);
-    let host = fake.host(reporter.clone());
-    let counts = run(&host, settings, selection, mode, &reporter);
-    (counts, reporter)
-}
-
-fn all() -> Selection {
-    Selection::default()
-}
-
-fn only_daemon() -> Selection {
-    Selection {
-        only: vec![StepId::DockerDaemon],
-        skip: Vec::new(),
-    }
-}
 
 fn daemon(value: serde_json::Value) -> DaemonSettings {
     match value {
@@ -63,7 +37,7 @@ fn settings_are_merged_beside_a_key_set_by_hand_and_converge() {
         "registry-mirrors": ["http://127.0.0.1:5000"],
         "log-driver": "local",
     }));
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     assert_eq!(
         fake.read(DAEMON_JSON),
@@ -79,7 +53,7 @@ fn settings_are_merged_beside_a_key_set_by_hand_and_converge() {
 
     let before = fake.snapshot();
     let from = fake.commands().len();
-    let (again, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (again, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
     assert_eq!(fake.snapshot(), before);
     assert!(
@@ -94,7 +68,7 @@ fn settings_are_merged_beside_a_key_set_by_hand_and_converge() {
 fn defaults_are_written_on_a_fresh_host_and_never_over_a_log_setup_chosen_by_hand() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     let written: serde_json::Value = serde_json::from_str(&fake.read(DAEMON_JSON)).expect("json");
     assert_eq!(written["log-driver"], "json-file");
@@ -109,7 +83,11 @@ fn defaults_are_written_on_a_fresh_host_and_never_over_a_log_setup_chosen_by_han
     ] {
         let fake = FakeHost::debian12();
         fake.write(DAEMON_JSON, by_hand);
-        let (counts, out) = go(&fake, &fake.settings(Some(LEGACY)), &all(), Mode::Apply);
+        let (counts, out) = fake.run_steps(
+            &fake.settings(Some(LEGACY)),
+            &Selection::default(),
+            Mode::Apply,
+        );
         assert_eq!(counts.failed, 0, "{}", out.captured());
         let written: serde_json::Value =
             serde_json::from_str(&fake.read(DAEMON_JSON)).expect("json");
@@ -122,7 +100,7 @@ fn defaults_are_written_on_a_fresh_host_and_never_over_a_log_setup_chosen_by_han
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.daemon_defaults = DaemonSettings::default();
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     assert_eq!(
         fake.read(DAEMON_JSON),
@@ -137,7 +115,7 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.daemon = daemon(json!({"hosts": ["unix:///var/run/docker.sock"]}));
     let before = fake.snapshot();
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(fake.commands().is_empty(), "{:?}", fake.commands());
     assert_eq!(fake.snapshot(), before);
@@ -152,7 +130,7 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     fake.install(&["docker.io"]);
     let before = fake.snapshot();
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert_eq!(fake.snapshot(), before);
     assert!(
@@ -162,7 +140,7 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
         out.captured()
     );
     // plan warns instead.
-    let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
         out.captured().contains("apply will refuse"),
@@ -176,7 +154,7 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
         "/etc/systemd/system/docker.service.d/hosts.conf.off",
         "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n",
     );
-    let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
         out.captured().contains("apply will refuse"),
@@ -189,7 +167,7 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
         "/etc/systemd/system/docker.service.d/hosts.conf",
         "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n",
     );
-    let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
         !out.captured().contains("apply will refuse"),
@@ -202,11 +180,11 @@ fn a_key_the_unit_passes_as_a_flag_is_refused_before_any_change() {
 fn a_file_dockerd_refuses_at_start_is_rolled_back_and_docker_started_again() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     // A third restart within systemd's start limit (Debian's unit: 3 in 60 s).
     settings.profile.docker.daemon = daemon(json!({"debug": true}));
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(
         (counts.changed, counts.failed),
         (1, 0),
@@ -217,7 +195,7 @@ fn a_file_dockerd_refuses_at_start_is_rolled_back_and_docker_started_again() {
 
     settings.profile.docker.daemon = daemon(json!({"debug": true, "no-such-option": true}));
     let from = fake.commands().len();
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
     assert!(
@@ -249,7 +227,7 @@ fn a_file_dockerd_refuses_at_start_is_rolled_back_and_docker_started_again() {
 
     // The profile fixed: nothing left to change.
     settings.profile.docker.daemon = daemon(json!({"debug": true}));
-    let (again, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (again, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
 }
 
@@ -259,7 +237,11 @@ fn a_refused_file_that_was_not_there_before_is_removed_again() {
     fake.install(&["docker.io"]);
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.daemon = daemon(json!({"no-such-option": true}));
-    let (counts, out) = go(&fake, &settings, &only_daemon(), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Apply,
+    );
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(
         out.captured()
@@ -280,7 +262,11 @@ fn dockerd_validate_refuses_before_the_file_is_written() {
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.daemon = daemon(json!({"no-such-option": true}));
     let before = fake.snapshot();
-    let (counts, out) = go(&fake, &settings, &only_daemon(), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Apply,
+    );
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
     assert!(
@@ -299,7 +285,11 @@ fn dockerd_validate_refuses_before_the_file_is_written() {
 
     // A file it accepts is written and docker restarted.
     settings.profile.docker.daemon = daemon(json!({"debug": true}));
-    let (counts, out) = go(&fake, &settings, &only_daemon(), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Apply,
+    );
     assert_eq!(
         (counts.changed, counts.failed),
         (1, 0),
@@ -315,13 +305,17 @@ fn dockerd_validate_refuses_before_the_file_is_written() {
 fn plan_shows_the_diff_and_restarts_nothing() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &all(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     settings.profile.docker.daemon =
         daemon(json!({"registry-mirrors": ["https://mirror.example.com"]}));
     let before = fake.snapshot();
     let from = fake.commands().len();
-    let (plan, out) = go(&fake, &settings, &only_daemon(), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Plan,
+    );
     assert_eq!(plan.pending, 1, "{}", out.captured());
     let text = out.captured();
     assert!(text.contains("+  \\\"registry-mirrors\\\": ["), "{text}");
@@ -344,7 +338,7 @@ fn credentials_in_a_url_stay_out_of_the_output() {
         "proxies": {"http-proxy": "http://puller:s3cretProxyPass@proxy.corp:3128"},
         "allow-nondistributable-artifacts": ["https://pusher:arr4yListPass@registry.corp"]
     }));
-    let (plan, out) = go(&fake, &settings, &all(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
         out.captured().contains("proxy.corp:3128"),
@@ -372,7 +366,13 @@ fn an_image_gets_the_settings_without_touching_a_service() {
     let settings = fake.settings(Some(LEGACY));
     let reporter = fake.reporter(Format::Json);
     let host = fake.offline_host(reporter.clone());
-    let counts = run(&host, &settings, &only_daemon(), Mode::Apply, &reporter);
+    let counts = run(
+        &host,
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Apply,
+        &reporter,
+    );
     assert_eq!(
         (counts.failed, counts.changed),
         (0, 1),
@@ -398,7 +398,11 @@ fn without_systemd_docker_is_restarted_by_its_init_script_and_no_systemctl_runs(
     fake.install(&["docker.io"]);
     std::fs::remove_dir_all(fake.root().join("run/systemd")).expect("no systemd");
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &only_daemon(), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDaemon]),
+        Mode::Apply,
+    );
     assert_eq!(
         (counts.failed, counts.changed),
         (0, 1),

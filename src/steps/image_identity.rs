@@ -94,10 +94,7 @@ mod tests {
     }
 
     fn only() -> Selection {
-        Selection {
-            only: vec![crate::steps::StepId::ImageIdentity],
-            skip: Vec::new(),
-        }
+        Selection::of(&[crate::steps::StepId::ImageIdentity])
     }
 
     fn go(fake: &FakeHost, mode: Mode) -> (crate::report::Counts, String) {

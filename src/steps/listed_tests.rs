@@ -46,14 +46,8 @@ fn fleet(fake: &FakeHost, tokens: [Option<&str>; 2]) -> Settings {
 }
 
 fn go(fake: &FakeHost, settings: &Settings, mode: Mode) -> (Counts, Arc<Reporter>) {
-    let reporter = fake.reporter(Format::Json);
-    let host = fake.host(reporter.clone());
-    let selection = Selection {
-        only: vec![StepId::RunnerRegister, StepId::DockerDriver],
-        skip: Vec::new(),
-    };
-    let counts = run(&host, settings, &selection, mode, &reporter);
-    (counts, reporter)
+    let selection = Selection::of(&[StepId::RunnerRegister, StepId::DockerDriver]);
+    fake.run_steps(settings, &selection, mode)
 }
 
 fn no_token_anywhere(fake: &FakeHost, outputs: &[&str]) {
@@ -250,10 +244,7 @@ fn the_shutdown_unit_unregisters_every_listed_runner() {
     settings.profile.runner.unregister_on_shutdown = true;
     let reporter = fake.reporter(Format::Json);
     let host = fake.offline_host(reporter.clone());
-    let selection = Selection {
-        only: vec![StepId::ShutdownUnregister],
-        skip: Vec::new(),
-    };
+    let selection = Selection::of(&[StepId::ShutdownUnregister]);
     let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
     assert_eq!(counts.failed, 0, "{}", reporter.captured());
     let unit = fake.read(super::shutdown_unregister::UNIT);
@@ -296,10 +287,7 @@ fn an_image_leaves_listed_runners_without_a_token_to_the_instance() {
     settings.profile.runner.require_registration = true;
     let reporter = fake.reporter(Format::Json);
     let host = fake.offline_host(reporter.clone());
-    let selection = Selection {
-        only: vec![StepId::RunnerRegister],
-        skip: Vec::new(),
-    };
+    let selection = Selection::of(&[StepId::RunnerRegister]);
     let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
     let out = reporter.captured();
     assert_eq!((counts.failed, counts.skipped), (0, 1), "{out}");

@@ -279,6 +279,25 @@ impl Selection {
     }
 }
 
+#[cfg(test)]
+impl Selection {
+    /// These steps only (`--only`).
+    pub fn of(ids: &[StepId]) -> Self {
+        Selection {
+            only: ids.to_vec(),
+            skip: Vec::new(),
+        }
+    }
+
+    /// Every step but these (`--skip`).
+    pub fn without(ids: &[StepId]) -> Self {
+        Selection {
+            only: Vec::new(),
+            skip: ids.to_vec(),
+        }
+    }
+}
+
 /// Runs preflight and the selected steps in `mode`, reporting each.
 pub fn run(
     host: &Host,

@@ -22,14 +22,7 @@ fn go_only(
     mode: Mode,
     only: &[StepId],
 ) -> (Counts, Arc<Reporter>) {
-    let reporter = fake.reporter(Format::Json);
-    let host = fake.host(reporter.clone());
-    let selection = Selection {
-        only: only.to_vec(),
-        skip: Vec::new(),
-    };
-    let counts = run(&host, settings, &selection, mode, &reporter);
-    (counts, reporter)
+    fake.run_steps(settings, &Selection::of(only), mode)
 }
 
 /// The commands the fake runner saw whose program is `program`.
@@ -348,10 +341,7 @@ fn a_docker_pin_installs_and_holds_the_engine_and_client_at_that_version() {
         let host = fake
             .host(reporter.clone())
             .with_packages(Box::new(packages.clone()));
-        let selection = Selection {
-            only: vec![StepId::DockerInstall],
-            skip: Vec::new(),
-        };
+        let selection = Selection::of(&[StepId::DockerInstall]);
         let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
         assert_eq!(counts.failed, 0, "{}", reporter.captured());
         let log = packages.log.lock().expect("log");
@@ -501,10 +491,7 @@ fn the_shared_install_counts_in_the_time_of_the_step_that_runs_it() {
     let host = fake
         .host(reporter.clone())
         .with_packages(Box::new(packages.clone()));
-    let selection = Selection {
-        only: vec![StepId::RunnerInstall, StepId::DockerInstall],
-        skip: Vec::new(),
-    };
+    let selection = Selection::of(&[StepId::RunnerInstall, StepId::DockerInstall]);
     let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
     let text = reporter.captured();
     assert_eq!((counts.changed, counts.failed), (2, 0), "{text}");

@@ -249,13 +249,7 @@ mod tests {
     const RUNNER: &str = "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n";
 
     fn go(fake: &FakeHost, settings: &Settings, mode: Mode) -> (Counts, Arc<Reporter>) {
-        let reporter = fake.reporter(Format::Json);
-        let host = fake.host(reporter.clone());
-        let only = Selection {
-            only: vec![ID],
-            skip: Vec::new(),
-        };
-        (run(&host, settings, &only, mode, &reporter), reporter)
+        fake.run_steps(settings, &Selection::of(&[ID]), mode)
     }
 
     /// A registered host whose runner service runs (pid 777).

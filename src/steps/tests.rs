@@ -2,12 +2,11 @@
 //! changes nothing, refusals before any change, and the token kept out of
 //! argv and output.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Mode, Selection, StepId, registry, run};
 use crate::profile::DockerSource;
-use crate::report::{Counts, Format, Reporter};
+use crate::report::Format;
 use crate::steps::Settings;
 use crate::testing::FakeHost;
 
@@ -43,37 +42,11 @@ fn changing_on_a_fresh_host() -> impl Iterator<Item = StepId> {
         .filter(|id| !NOTHING_TO_DO_ON_A_FRESH_HOST.contains(id))
 }
 
-fn only(id: StepId) -> Selection {
-    Selection {
-        only: vec![id],
-        skip: Vec::new(),
-    }
-}
-
-fn skip(id: StepId) -> Selection {
-    Selection {
-        only: Vec::new(),
-        skip: vec![id],
-    }
-}
-
-fn go(
-    fake: &FakeHost,
-    settings: &Settings,
-    selection: &Selection,
-    mode: Mode,
-) -> (Counts, Arc<Reporter>) {
-    let reporter = fake.reporter(Format::Json);
-    let host = fake.host(reporter.clone());
-    let counts = run(&host, settings, selection, mode, &reporter);
-    (counts, reporter)
-}
-
 #[test]
 fn full_apply_converges_and_a_second_apply_changes_nothing() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (first, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(first.failed, 0, "{}", out.captured());
     assert_eq!(
         first.changed,
@@ -84,7 +57,7 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
 
     let before = fake.snapshot();
     let commands_before = fake.commands().len();
-    let (second, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (second, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(
         (second.changed, second.failed, second.skipped),
         (0, 0, 0),
@@ -128,23 +101,23 @@ fn every_step_converges_on_its_own() {
     for id in changing_on_a_fresh_host() {
         let fake = FakeHost::debian12();
         let settings = fake.settings(Some(LEGACY));
-        go(&fake, &settings, &skip(id), Mode::Apply);
+        fake.run_steps(&settings, &Selection::without(&[id]), Mode::Apply);
 
-        let (plan, out) = go(&fake, &settings, &only(id), Mode::Plan);
+        let (plan, out) = fake.run_steps(&settings, &Selection::of(&[id]), Mode::Plan);
         assert_eq!(
             (plan.pending, plan.failed),
             (1, 0),
             "{id} should be pending: {}",
             out.captured()
         );
-        let (applied, out) = go(&fake, &settings, &only(id), Mode::Apply);
+        let (applied, out) = fake.run_steps(&settings, &Selection::of(&[id]), Mode::Apply);
         assert_eq!(
             (applied.changed, applied.failed),
             (1, 0),
             "{id} should change: {}",
             out.captured()
         );
-        let (plan, out) = go(&fake, &settings, &only(id), Mode::Plan);
+        let (plan, out) = fake.run_steps(&settings, &Selection::of(&[id]), Mode::Plan);
         assert_eq!(
             (plan.pending, plan.ok),
             (0, 2),
@@ -152,7 +125,7 @@ fn every_step_converges_on_its_own() {
             out.captured()
         );
         let before = fake.snapshot();
-        let (again, out) = go(&fake, &settings, &only(id), Mode::Apply);
+        let (again, out) = fake.run_steps(&settings, &Selection::of(&[id]), Mode::Apply);
         assert_eq!(
             again.changed,
             0,
@@ -172,7 +145,7 @@ fn the_token_is_never_on_argv_nor_in_output() {
     for (token, variable) in [(LEGACY, "REGISTRATION_TOKEN"), (AUTH, "CI_SERVER_TOKEN")] {
         let fake = FakeHost::debian12();
         let settings = fake.settings(Some(token));
-        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
         assert_eq!(counts.failed, 0, "{}", out.captured());
         let commands = fake.commands();
         for cmd in &commands {
@@ -203,7 +176,7 @@ fn malformed_config_toml_is_refused_before_any_change() {
     );
     let before = fake.snapshot();
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1);
     assert_eq!(counts.skipped, reported() - 1);
     assert!(
@@ -232,10 +205,7 @@ fn secrets_in_config_toml_are_redacted_from_the_start_and_after_registration() {
         "concurrent = 1\n[[runners]]\n  name = \"by-hand\"\n  url = \"https://gitlab.example/\"\n  token = \"glrt-byHand.Token0042\"\n  executor = \"shell\"\n  [runners.cache]\n    [runners.cache.s3]\n      SecretKey = \"s3-secret-by-hand\"\n",
     );
     let settings = fake.settings(Some(LEGACY));
-    let selection = Selection {
-        only: vec![StepId::RunnerInstall, StepId::RunnerRegister],
-        skip: Vec::new(),
-    };
+    let selection = Selection::of(&[StepId::RunnerInstall, StepId::RunnerRegister]);
     let reporter = fake.reporter(Format::Json);
     let host = fake.host(reporter.clone());
     let counts = run(&host, &settings, &selection, Mode::Apply, &reporter);
@@ -266,7 +236,7 @@ fn secrets_in_config_toml_are_redacted_from_the_start_and_after_registration() {
 fn a_plan_reports_steps_after_a_pending_dependency_as_waiting_on_it() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     let text = out.captured();
     assert_eq!(plan.failed, 0, "{text}");
     let reasons: Vec<(String, String)> = text
@@ -295,12 +265,7 @@ fn malformed_daemon_json_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     fake.write("/etc/docker/daemon.json", "{\"log-driver\": ");
     let before = fake.snapshot();
-    let (counts, out) = go(
-        &fake,
-        &fake.settings(None),
-        &Selection::default(),
-        Mode::Apply,
-    );
+    let (counts, out) = fake.run_steps(&fake.settings(None), &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(fake.commands().is_empty());
     assert_eq!(fake.snapshot(), before);
@@ -318,7 +283,7 @@ fn tags_with_an_authentication_token_are_refused_before_any_change() {
     let mut settings = fake.settings(Some(AUTH));
     settings.profile.runner.tags = vec!["docker".to_string()];
     let before = fake.snapshot();
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1);
     assert!(fake.commands().is_empty());
     assert_eq!(fake.snapshot(), before);
@@ -337,7 +302,8 @@ fn tags_with_an_authentication_token_are_refused_before_any_change() {
         ),
         (Mode::Apply, "with a runner authentication token"),
     ] {
-        let (counts, out) = go(&fake, &settings, &only(StepId::RunnerRegister), mode);
+        let (counts, out) =
+            fake.run_steps(&settings, &Selection::of(&[StepId::RunnerRegister]), mode);
         let text = out.captured();
         assert_eq!(counts.failed, 0, "{text}");
         assert!(text.contains(said), "{text}");
@@ -351,7 +317,7 @@ fn a_host_without_a_name_is_refused_before_any_change_unless_a_name_is_given() {
     fake.write("/etc/hostname", "\n");
     let before = fake.snapshot();
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(fake.commands().is_empty(), "{:?}", fake.commands());
     assert_eq!(fake.snapshot(), before);
@@ -364,7 +330,7 @@ fn a_host_without_a_name_is_refused_before_any_change_unless_a_name_is_given() {
 
     let mut named = settings.clone();
     named.profile.runner.name = "build-1".to_string();
-    let (counts, out) = go(&fake, &named, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&named, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
 }
 
@@ -388,7 +354,7 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
         fake.write(path, text);
         let before = fake.snapshot();
         let settings = fake.settings(Some(LEGACY));
-        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
         let text_out = out.captured();
         assert_eq!(counts.failed, 1, "{text_out}");
         assert!(fake.commands().is_empty(), "{:?}", fake.commands());
@@ -401,7 +367,7 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
         );
 
         // plan shows the switch and warns that apply will refuse.
-        let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+        let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
         assert_eq!(counts.failed, 0, "{}", out.captured());
         assert!(
             out.captured().contains("apply will refuse"),
@@ -417,14 +383,18 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.replace_storage_driver = true;
     // The plan names both before apply does it.
-    let (_, out) = go(&fake, &settings, &only(StepId::DockerDriver), Mode::Plan);
+    let (_, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerDriver]),
+        Mode::Plan,
+    );
     let text_out = out.captured();
     assert!(text_out.contains("replaces btrfs: images"), "{text_out}");
     assert!(
         text_out.contains("removes storage-opts btrfs.min_space=10G"),
         "{text_out}"
     );
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let text_out = out.captured();
     assert_eq!(counts.failed, 0, "{text_out}");
     assert_eq!(
@@ -437,7 +407,7 @@ fn another_storage_driver_is_refused_before_any_change_unless_accepted() {
     );
     assert!(text_out.contains("/var/lib/docker/btrfs"), "{text_out}");
     assert!(text_out.contains("btrfs.min_space=10G"), "{text_out}");
-    let (second, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (second, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(
         (second.changed, second.failed),
         (0, 0),
@@ -451,7 +421,7 @@ fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.docker.accept_group_risk = false;
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(fake.commands().is_empty());
     assert!(
@@ -460,7 +430,7 @@ fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
         out.captured()
     );
 
-    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     assert_eq!(plan.failed, 0, "{}", out.captured());
     assert!(
         out.captured().contains("\"event\":\"warning\""),
@@ -472,8 +442,7 @@ fn docker_group_needs_the_risk_accepted_but_plan_only_warns() {
 #[test]
 fn adding_to_group_docker_warns_that_it_is_root_equivalent() {
     let fake = FakeHost::debian12();
-    let (_, out) = go(
-        &fake,
+    let (_, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
         &Selection::default(),
         Mode::Apply,
@@ -499,10 +468,9 @@ fn registration_is_tried_again_while_gitlab_answers_502_and_not_for_a_bad_token(
         "gitlab-runner".to_string(),
         "once:ERROR: Registering runner... failed status=502 Bad Gateway".to_string(),
     ));
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
-        &only(StepId::RunnerRegister),
+        &Selection::of(&[StepId::RunnerRegister]),
         Mode::Apply,
     );
     assert_eq!(counts.failed, 0, "{}", out.captured());
@@ -520,10 +488,9 @@ fn registration_is_tried_again_while_gitlab_answers_502_and_not_for_a_bad_token(
         "gitlab-runner".to_string(),
         "dial tcp gitlab.example.com:443: connect: connection refused".to_string(),
     ));
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
-        &only(StepId::RunnerRegister),
+        &Selection::of(&[StepId::RunnerRegister]),
         Mode::Apply,
     );
     assert_eq!(counts.failed, 1, "{}", out.captured());
@@ -536,10 +503,9 @@ fn registration_is_tried_again_while_gitlab_answers_502_and_not_for_a_bad_token(
         "gitlab-runner".to_string(),
         "ERROR: Registering runner... forbidden (check registration token)".to_string(),
     ));
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
-        &only(StepId::RunnerRegister),
+        &Selection::of(&[StepId::RunnerRegister]),
         Mode::Apply,
     );
     assert_eq!(counts.failed, 1, "{}", out.captured());
@@ -556,7 +522,7 @@ fn a_failed_step_skips_its_dependents_and_not_the_others() {
     ));
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.global.concurrent = Some(4);
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let text = out.captured();
     assert_eq!(
         counts.failed, 2,
@@ -591,14 +557,14 @@ fn a_failed_step_skips_its_dependents_and_not_the_others() {
 fn without_a_token_registration_is_skipped_with_a_hint_and_verify_fails() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(None);
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     assert!(
         out.captured().contains("RUNNER_TOKEN"),
         "{}",
         out.captured()
     );
-    let (verify, out) = go(&fake, &settings, &Selection::default(), Mode::Verify);
+    let (verify, out) = fake.run_steps(&settings, &Selection::default(), Mode::Verify);
     assert_eq!(verify.failed, 1, "{}", out.captured());
     assert!(
         out.captured().contains("not registered"),
@@ -612,7 +578,7 @@ fn when_registration_is_required_ending_unregistered_is_a_failure() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(None);
     settings.profile.runner.require_registration = true;
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(
         out.captured().contains("registration is required"),
@@ -623,9 +589,9 @@ fn when_registration_is_required_ending_unregistered_is_a_failure() {
     // a matching runner) are ok.
     let mut with_token = fake.settings(Some(LEGACY));
     with_token.profile = settings.profile.clone();
-    let (counts, out) = go(&fake, &with_token, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&with_token, &Selection::default(), Mode::Apply);
     assert_eq!(counts.failed, 0, "{}", out.captured());
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(
         (counts.failed, counts.changed),
         (0, 0),
@@ -638,10 +604,14 @@ fn when_registration_is_required_ending_unregistered_is_a_failure() {
 fn stopped_docker_is_started_not_reinstalled() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
     let n = fake.commands().len();
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerInstall]),
+        Mode::Apply,
+    );
     assert_eq!(counts.changed, 1, "{}", out.captured());
     let run: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
     assert_eq!(run, vec!["systemctl start docker"]);
@@ -657,7 +627,11 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
         "/proc/777/status",
         "Name:\tgitlab-runner\nUid:\t999\t999\t999\t999\nGroups:\t999\n",
     );
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerGroup), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerGroup]),
+        Mode::Apply,
+    );
     assert_eq!(
         (counts.changed, counts.failed),
         (1, 0),
@@ -674,7 +648,11 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
         ],
         "a graceful stop (SIGQUIT) before the start"
     );
-    let (again, _) = go(&fake, &settings, &only(StepId::DockerGroup), Mode::Plan);
+    let (again, _) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerGroup]),
+        Mode::Plan,
+    );
     assert_eq!(again.pending, 0);
 }
 
@@ -727,7 +705,7 @@ fn an_image_gets_docker_installed_and_enabled_never_started() {
     let counts = run(
         &host,
         &settings,
-        &only(StepId::DockerInstall),
+        &Selection::of(&[StepId::DockerInstall]),
         Mode::Apply,
         &reporter,
     );
@@ -751,7 +729,11 @@ fn a_kept_engine_says_a_docker_pin_is_not_applied_only_when_there_is_one() {
     let fake = FakeHost::debian12();
     fake.install(&["docker-ce"]);
     let mut settings = fake.settings(None);
-    let (_, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let (_, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerInstall]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert!(
         text.contains("docker-ce is installed: it is kept"),
@@ -759,7 +741,11 @@ fn a_kept_engine_says_a_docker_pin_is_not_applied_only_when_there_is_one() {
     );
     assert!(!text.contains("is not applied"), "{text}");
     settings.profile.docker.version = "20.10.24+dfsg1-1+deb12u1".into();
-    let (_, out) = go(&fake, &settings, &only(StepId::DockerInstall), Mode::Plan);
+    let (_, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerInstall]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert!(
         text.contains("docker.version 20.10.24+dfsg1-1+deb12u1 is not applied"),
@@ -771,10 +757,9 @@ fn a_kept_engine_says_a_docker_pin_is_not_applied_only_when_there_is_one() {
 fn the_service_manager_docker_install_uses_is_required() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/systemctl")).expect("rm systemctl");
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
-        &only(StepId::DockerInstall),
+        &Selection::of(&[StepId::DockerInstall]),
         Mode::Apply,
     );
     let text = out.captured();
@@ -790,7 +775,7 @@ fn the_service_manager_docker_install_uses_is_required() {
 fn docker_verify_diagnoses_permission_and_driver() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
 
     fake.write(
         "/etc/group",
@@ -801,7 +786,11 @@ fn docker_verify_diagnoses_permission_and_driver() {
     // Docker 20.10's `docker info --format` says only "nil pointer": the
     // diagnosis comes from the socket and the client's full message.
     let server = serve_info(&fake, "overlay2");
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Verify,
+    );
     server.join().expect("server");
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
     assert_eq!(counts.failed, 1);
@@ -821,9 +810,17 @@ fn docker_verify_diagnoses_permission_and_driver() {
         out.captured()
     );
 
-    go(&fake, &settings, &only(StepId::DockerGroup), Mode::Apply);
+    fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerGroup]),
+        Mode::Apply,
+    );
     fake.write("/etc/docker/daemon.json", "{}\n");
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Verify,
+    );
     assert_eq!(counts.failed, 1);
     assert!(
         out.captured().contains("storage driver vfs"),
@@ -832,7 +829,11 @@ fn docker_verify_diagnoses_permission_and_driver() {
     );
 
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Apply,
+    );
     assert_eq!(counts.failed, 1);
     assert!(
         out.captured().contains("not running or not answering"),
@@ -849,12 +850,7 @@ fn plan_shows_diffs_and_changes_nothing() {
         "concurrent = 1\n\n[[runners]]\n  name = \"runner-1\"\n  url = \"https://gitlab.com\"\n  token = \"t\"\n  executor = \"shell\"\n",
     );
     let before = fake.snapshot();
-    let (counts, out) = go(
-        &fake,
-        &fake.settings(None),
-        &Selection::default(),
-        Mode::Plan,
-    );
+    let (counts, out) = fake.run_steps(&fake.settings(None), &Selection::default(), Mode::Plan);
     assert_eq!(counts.failed, 0, "{}", out.captured());
     assert!(counts.pending > 0);
     assert_eq!(fake.snapshot(), before);
@@ -913,11 +909,15 @@ fn serve_info(fake: &FakeHost, driver: &'static str) -> std::thread::JoinHandle<
 fn plan_asks_the_daemon_over_its_socket_without_spawning() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let n = fake.commands().len();
 
     let server = serve_info(&fake, "overlay2");
-    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Plan,
+    );
     server.join().expect("server");
     assert_eq!(
         (plan.ok, plan.pending, plan.failed),
@@ -929,7 +929,11 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
 
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
     let server = serve_info(&fake, "vfs");
-    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Plan,
+    );
     server.join().expect("server");
     assert_eq!(plan.failed, 1, "{}", out.captured());
     assert!(
@@ -939,7 +943,11 @@ fn plan_asks_the_daemon_over_its_socket_without_spawning() {
     );
 
     std::fs::remove_file(fake.root().join("var/run/docker.sock")).expect("rm socket");
-    let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Plan,
+    );
     assert_eq!(plan.pending, 1, "no daemon: pending, {}", out.captured());
 }
 
@@ -948,7 +956,7 @@ fn plan_judges_the_runner_accounts_access_by_the_sockets_owner_group_and_mode() 
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let socket = fake.root().join("var/run/docker.sock");
     // The socket belongs to whoever runs the test: the accounts are made
     // around its owner and group.
@@ -990,7 +998,11 @@ fn plan_judges_the_runner_accounts_access_by_the_sockets_owner_group_and_mode() 
             "/etc/group",
             &format!("root:x:0:\ndocker:x:{docker_gid}:{members}\n"),
         );
-        let (plan, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Plan);
+        let (plan, out) = fake.run_steps(
+            &settings,
+            &Selection::of(&[StepId::DockerVerify]),
+            Mode::Plan,
+        );
         server.take().expect("server").join().expect("server");
         let text = out.captured();
         let case = format!("mode {mode:o}, uid {uid}, gid {gid}, docker {docker_gid}:{members}");
@@ -1010,11 +1022,15 @@ fn a_template_error_with_a_usable_socket_asks_the_client_again_for_the_cause() {
     // here the daemon behind it is not running (yet), not a permission.
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
     let server = serve_info(&fake, "overlay2");
     let n = fake.commands().len();
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Verify,
+    );
     server.join().expect("server");
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
@@ -1038,8 +1054,7 @@ fn an_unreachable_repository_is_refused_before_any_change() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");
     let before = fake.snapshot();
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
         &Selection::default(),
         Mode::Apply,
@@ -1057,8 +1072,7 @@ fn an_unreachable_repository_is_refused_before_any_change() {
     );
     assert!(fake.commands().is_empty());
     assert_eq!(fake.snapshot(), before);
-    let (plan, out) = go(
-        &fake,
+    let (plan, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
         &Selection::default(),
         Mode::Plan,
@@ -1075,12 +1089,12 @@ fn an_unreachable_repository_is_refused_before_any_change() {
 fn a_converged_host_does_not_need_the_runner_repository() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    let (first, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (first, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     assert_eq!(first.failed, 0, "{}", out.captured());
     // Nothing to install: the repository is not asked, so its outage is no failure.
     std::fs::remove_file(fake.root().join("srv/repo/Release")).expect("rm");
     for mode in [Mode::Plan, Mode::Apply] {
-        let (counts, out) = go(&fake, &settings, &Selection::default(), mode);
+        let (counts, out) = fake.run_steps(&settings, &Selection::default(), mode);
         let text = out.captured();
         assert_eq!((counts.changed, counts.failed), (0, 0), "{text}");
         assert!(
@@ -1102,7 +1116,11 @@ fn gitlab_runner_not_on_path_is_installed_unless_the_profile_says_present() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/gitlab-runner")).expect("rm");
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerInstall]),
+        Mode::Apply,
+    );
     let text = out.captured();
     assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
     assert!(installed(&fake), "{text}");
@@ -1111,7 +1129,11 @@ fn gitlab_runner_not_on_path_is_installed_unless_the_profile_says_present() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
     settings.profile.runner.install = Install::Present;
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerInstall]),
+        Mode::Apply,
+    );
     assert_eq!(
         (counts.failed, counts.changed),
         (0, 1),
@@ -1120,7 +1142,11 @@ fn gitlab_runner_not_on_path_is_installed_unless_the_profile_says_present() {
     );
     assert!(!installed(&fake), "on PATH: not installed");
     std::fs::remove_file(fake.root().join("usr/bin/gitlab-runner")).expect("rm");
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerInstall), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerInstall]),
+        Mode::Apply,
+    );
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
     assert!(
@@ -1151,10 +1177,9 @@ fn the_repository_probe_tries_again_while_the_server_answers_503() {
             .urls
             .insert(release.into(), b"Origin: x\n".to_vec());
         fake.machine().unavailable.insert(release.into(), outages);
-        let (_, out) = go(
-            &fake,
+        let (_, out) = fake.run_steps(
             &settings(&fake),
-            &only(StepId::RunnerInstall),
+            &Selection::of(&[StepId::RunnerInstall]),
             Mode::Plan,
         );
         assert_eq!(
@@ -1172,10 +1197,9 @@ fn the_repository_probe_tries_again_while_the_server_answers_503() {
     }
     // Not there at all (404): an answer, no waiting.
     let fake = FakeHost::debian12();
-    let (_, out) = go(
-        &fake,
+    let (_, out) = fake.run_steps(
         &settings(&fake),
-        &only(StepId::RunnerInstall),
+        &Selection::of(&[StepId::RunnerInstall]),
         Mode::Plan,
     );
     assert_eq!(fake.machine().slept, std::time::Duration::ZERO);
@@ -1193,8 +1217,7 @@ fn an_interrupted_dpkg_is_finished_before_installing() {
         "/var/lib/dpkg/status",
         "Package: docker.io\nStatus: install ok unpacked\n\n",
     );
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
         &Selection::default(),
         Mode::Apply,
@@ -1246,7 +1269,11 @@ fn the_registry_names_each_step_once_and_as_the_command_line_does() {
 fn selection_runs_only_and_leaves_out_skip() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &skip(StepId::DockerGroup), Mode::Plan);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::without(&[StepId::DockerGroup]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert_eq!(
         counts.ok + counts.pending + counts.skipped + counts.failed,
@@ -1254,7 +1281,11 @@ fn selection_runs_only_and_leaves_out_skip() {
         "{text}"
     );
     assert!(!text.contains("\"id\":\"docker-group\""), "{text}");
-    let (counts, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Plan);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Plan,
+    );
     let text = out.captured();
     assert_eq!(
         counts.ok + counts.pending,
@@ -1268,9 +1299,13 @@ fn selection_runs_only_and_leaves_out_skip() {
 fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
 
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerBuild]),
+        Mode::Verify,
+    );
     let text = out.captured();
     assert_eq!((counts.ok, counts.failed), (2, 0), "{text}");
     let event = text
@@ -1294,7 +1329,11 @@ fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
 
     fake.write("/var/lib/docker/FULL", "");
     let n = fake.commands().len();
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerBuild]),
+        Mode::Verify,
+    );
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(out.captured().contains("disk full"), "{}", out.captured());
     assert!(
@@ -1308,7 +1347,7 @@ fn docker_build_builds_as_a_job_reports_driver_and_diagnoses_a_full_disk() {
     let mut off = settings.clone();
     off.profile.docker.build_check = false;
     let n = fake.commands().len();
-    let (counts, out) = go(&fake, &off, &only(StepId::DockerBuild), Mode::Verify);
+    let (counts, out) = fake.run_steps(&off, &Selection::of(&[StepId::DockerBuild]), Mode::Verify);
     assert_eq!(
         (counts.skipped, counts.failed),
         (1, 0),
@@ -1324,7 +1363,7 @@ fn not_root_apply_is_refused_before_any_change_and_plan_warns() {
     fake.machine().root = false;
     let settings = fake.settings(Some(LEGACY));
     let before = fake.snapshot();
-    let (counts, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+    let (counts, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     let text = out.captured();
     assert_eq!(
         (counts.failed, counts.skipped),
@@ -1335,7 +1374,7 @@ fn not_root_apply_is_refused_before_any_change_and_plan_warns() {
     assert!(fake.commands().is_empty());
     assert_eq!(fake.snapshot(), before);
 
-    let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+    let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
     let text = out.captured();
     assert_eq!(plan.failed, 0, "{text}");
     assert!(text.contains("not running as root"), "{text}");
@@ -1351,8 +1390,7 @@ fn a_kernel_older_than_4_2_is_refused_before_any_change() {
         let fake = FakeHost::debian12();
         fake.write("/proc/sys/kernel/osrelease", &format!("{release}\n"));
         let before = fake.snapshot();
-        let (plan, out) = go(
-            &fake,
+        let (plan, out) = fake.run_steps(
             &fake.settings(Some(LEGACY)),
             &Selection::default(),
             Mode::Plan,
@@ -1373,8 +1411,7 @@ fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/usermod")).expect("rm usermod");
     let before = fake.snapshot();
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
         &Selection::default(),
         Mode::Apply,
@@ -1397,10 +1434,9 @@ fn a_missing_tool_is_refused_before_any_change_naming_its_package() {
 fn runuser_is_required_to_ask_docker_as_the_runner_account() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/runuser")).expect("rm runuser");
-    let (counts, out) = go(
-        &fake,
+    let (counts, out) = fake.run_steps(
         &fake.settings(Some(LEGACY)),
-        &only(StepId::DockerVerify),
+        &Selection::of(&[StepId::DockerVerify]),
         Mode::Apply,
     );
     let text = out.captured();
@@ -1417,7 +1453,11 @@ fn su_is_required_only_where_a_jobs_build_will_run() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/su")).expect("rm su");
     let mut settings = fake.settings(Some(LEGACY));
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerBuild]),
+        Mode::Apply,
+    );
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
     assert!(
@@ -1428,7 +1468,11 @@ fn su_is_required_only_where_a_jobs_build_will_run() {
 
     // --skip-build: no build, no su needed.
     settings.profile.docker.build_check = false;
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerBuild), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerBuild]),
+        Mode::Apply,
+    );
     assert_eq!(
         (counts.failed, counts.skipped),
         (0, 1),
@@ -1442,8 +1486,8 @@ fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
     // docker-daemon writes daemon.json too; docker-driver alone must refuse it as well.
     for (selection, steps) in [
         (Selection::default(), reported()),
-        (only(StepId::DockerDriver), 2),
-        (only(StepId::DockerDaemon), 2),
+        (Selection::of(&[StepId::DockerDriver]), 2),
+        (Selection::of(&[StepId::DockerDaemon]), 2),
     ] {
         let fake = FakeHost::debian12();
         std::fs::create_dir_all(fake.root().join("etc/docker")).expect("mkdir");
@@ -1452,7 +1496,7 @@ fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
         // could not land, so preflight says so while nothing has changed.
         let link = fake.root().join("etc/docker/daemon.json");
         std::os::unix::fs::symlink("/srv/gone/daemon.json", &link).expect("symlink");
-        let (counts, out) = go(&fake, &fake.settings(Some(LEGACY)), &selection, Mode::Apply);
+        let (counts, out) = fake.run_steps(&fake.settings(Some(LEGACY)), &selection, Mode::Apply);
         let text = out.captured();
         assert_eq!((counts.failed, counts.skipped), (1, steps - 1), "{text}");
         assert!(
@@ -1470,11 +1514,15 @@ fn a_daemon_json_that_cannot_be_written_is_refused_before_any_change() {
 fn docker_verify_waits_with_backoff_up_to_its_timeout_on_the_host_clock() {
     let fake = FakeHost::debian12();
     let mut settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     std::fs::remove_file(fake.root().join("run/docker.pid")).expect("stop docker");
     settings.profile.docker.verify_timeout = 30;
     let slept = fake.machine().slept;
-    let (counts, out) = go(&fake, &settings, &only(StepId::DockerVerify), Mode::Apply);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::DockerVerify]),
+        Mode::Apply,
+    );
     assert_eq!(counts.failed, 1, "{}", out.captured());
     assert!(out.captured().contains("within 30 s"), "{}", out.captured());
     // 0.1 s doubling to 2 s, cut at the deadline: exactly the timeout.
@@ -1558,9 +1606,13 @@ fn a_graceful_restart_says_how_many_jobs_it_waits_for_on_the_host_clock() {
 fn runner_alive_reports_a_runner_deleted_on_the_server() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
 
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerAlive]),
+        Mode::Verify,
+    );
     let text = out.captured();
     assert_eq!((counts.ok, counts.failed), (2, 0), "{text}");
     assert!(
@@ -1578,7 +1630,11 @@ fn runner_alive_reports_a_runner_deleted_on_the_server() {
         "/var/lib/gitlab-runner-stand-in/server/deleted-runners",
         "runner-1\n",
     );
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerAlive]),
+        Mode::Verify,
+    );
     let text = out.captured();
     assert_eq!(counts.failed, 1, "{text}");
     assert!(
@@ -1612,10 +1668,7 @@ fn steps_install_through_the_package_manager_in_one_transaction() {
         let packages = FakePackages::default();
         let mut settings = fake.settings(Some(LEGACY));
         settings.profile.docker.source = source;
-        let selection = Selection {
-            only: vec![StepId::RunnerInstall, StepId::DockerInstall],
-            skip: Vec::new(),
-        };
+        let selection = Selection::of(&[StepId::RunnerInstall, StepId::DockerInstall]);
         let apply = |mode| {
             let reporter = fake.reporter(Format::Json);
             let host = fake
@@ -1921,11 +1974,11 @@ fn the_engine_judges_each_step_by_its_check_after_apply() {
 fn without_root_verify_neither_builds_nor_asks_gitlab() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     fake.machine().root = false;
     let n = fake.commands().len();
     for id in [StepId::DockerBuild, StepId::RunnerAlive] {
-        let (counts, out) = go(&fake, &settings, &only(id), Mode::Verify);
+        let (counts, out) = fake.run_steps(&settings, &Selection::of(&[id]), Mode::Verify);
         let text = out.captured();
         assert_eq!((counts.skipped, counts.failed), (1, 0), "{id}: {text}");
         assert!(text.contains("not root"), "{id}: {text}");
@@ -1939,7 +1992,11 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
     let mut settings = fake.settings(None);
     // Three, so the third builds on the text the first two left.
     settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into(), "ip_vs".into()];
-    let (plan, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Plan);
+    let (plan, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Plan,
+    );
     assert_eq!(plan.pending, 1, "{}", out.captured());
     for module in ["overlay", "br_netfilter", "ip_vs"] {
         assert!(
@@ -1949,7 +2006,11 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
             out.captured()
         );
     }
-    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    let (applied, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Apply,
+    );
     assert_eq!(
         (applied.changed, applied.failed),
         (1, 0),
@@ -1966,7 +2027,11 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
         vec!["modprobe br_netfilter", "modprobe ip_vs"],
         "overlay is built in"
     );
-    let (again, _) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    let (again, _) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Apply,
+    );
     assert_eq!(again.changed, 0);
 }
 
@@ -1976,7 +2041,11 @@ fn modprobe_is_required_only_for_a_module_not_loaded_yet() {
     let fake = FakeHost::debian12();
     std::fs::remove_file(fake.root().join("usr/bin/modprobe")).expect("rm modprobe");
     let settings = fake.settings(None);
-    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    let (applied, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Apply,
+    );
     assert_eq!(
         (applied.changed, applied.failed),
         (1, 0),
@@ -1990,7 +2059,11 @@ fn modprobe_is_required_only_for_a_module_not_loaded_yet() {
     let mut settings = fake.settings(None);
     settings.profile.kernel.modules = vec!["overlay".into(), "br_netfilter".into()];
     let before = fake.snapshot();
-    let (applied, out) = go(&fake, &settings, &only(StepId::OverlayModule), Mode::Apply);
+    let (applied, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::OverlayModule]),
+        Mode::Apply,
+    );
     let text = out.captured();
     assert_eq!((applied.failed, applied.skipped), (1, 1), "{text}");
     assert!(
@@ -2005,7 +2078,7 @@ fn modprobe_is_required_only_for_a_module_not_loaded_yet() {
     let applied = run(
         &host,
         &settings,
-        &only(StepId::OverlayModule),
+        &Selection::of(&[StepId::OverlayModule]),
         Mode::Apply,
         &reporter,
     );
@@ -2021,9 +2094,13 @@ fn modprobe_is_required_only_for_a_module_not_loaded_yet() {
 fn runner_alive_without_network_is_skipped_not_failed() {
     let fake = FakeHost::debian12();
     let settings = fake.settings(Some(LEGACY));
-    go(&fake, &settings, &Selection::default(), Mode::Apply);
+    fake.run_steps(&settings, &Selection::default(), Mode::Apply);
     fake.write("/var/lib/gitlab-runner-stand-in/server/unreachable", "");
-    let (counts, out) = go(&fake, &settings, &only(StepId::RunnerAlive), Mode::Verify);
+    let (counts, out) = fake.run_steps(
+        &settings,
+        &Selection::of(&[StepId::RunnerAlive]),
+        Mode::Verify,
+    );
     let text = out.captured();
     assert_eq!((counts.skipped, counts.failed), (1, 0), "{text}");
     assert!(
@@ -2052,12 +2129,12 @@ fn every_built_in_profile_plans_and_converges_on_a_fresh_host() {
         settings.profile.docker.source = crate::profile::DockerSource::Distro;
         settings.profile.docker.accept_group_risk = true;
         settings.profile.docker.verify_timeout = 1;
-        let (plan, out) = go(&fake, &settings, &Selection::default(), Mode::Plan);
+        let (plan, out) = fake.run_steps(&settings, &Selection::default(), Mode::Plan);
         assert_eq!(plan.failed, 0, "{name}: {}", out.captured());
         assert!(plan.pending > 0, "{name}: {}", out.captured());
-        let (applied, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        let (applied, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
         assert_eq!(applied.failed, 0, "{name}: {}", out.captured());
-        let (again, out) = go(&fake, &settings, &Selection::default(), Mode::Apply);
+        let (again, out) = fake.run_steps(&settings, &Selection::default(), Mode::Apply);
         assert_eq!(
             (again.changed, again.failed),
             (0, 0),

@@ -290,17 +290,7 @@ impl RemoveArgs {
                 purge: self.purge,
             },
         )?;
-        Ok(
-            match (
-                counts.failed > 0,
-                counts.pending > 0,
-                self.detailed_exitcode,
-            ) {
-                (true, _, _) => 1,
-                (false, true, true) => 2,
-                _ => 0,
-            },
-        )
+        Ok(dry_run_exit_code(&counts, self.detailed_exitcode))
     }
 }
 
@@ -360,17 +350,7 @@ impl PruneArgs {
             Some(host.lock_apply(std::time::Duration::from_secs(self.lock_timeout))?)
         };
         let counts = crate::prune::run(&host, &reporter, &options)?;
-        Ok(
-            match (
-                counts.failed > 0,
-                counts.pending > 0,
-                self.detailed_exitcode,
-            ) {
-                (true, _, _) => 1,
-                (false, true, true) => 2,
-                _ => 0,
-            },
-        )
+        Ok(dry_run_exit_code(&counts, self.detailed_exitcode))
     }
 }
 
@@ -857,22 +837,24 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
+/// The exit status of plan and of `--dry-run`: 1 on a failure; with
+/// `--detailed-exitcode`, 2 when something would change; otherwise 0.
+fn dry_run_exit_code(counts: &crate::report::Counts, detailed: bool) -> u8 {
+    if counts.failed > 0 {
+        1
+    } else if detailed && counts.pending > 0 {
+        2
+    } else {
+        0
+    }
+}
+
 impl PlanArgs {
     fn run(self, global: &Global) -> Result<u8> {
         let counts = global
             .prepare(&self.settings, &self.selection)?
             .steps(Mode::Plan);
-        Ok(
-            match (
-                counts.failed > 0,
-                counts.pending > 0,
-                self.detailed_exitcode,
-            ) {
-                (true, _, _) => 1,
-                (false, true, true) => 2,
-                _ => 0,
-            },
-        )
+        Ok(dry_run_exit_code(&counts, self.detailed_exitcode))
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Machine {
     pub unavailable: BTreeMap<String, u32>,
     /// Every HTTP request: method, URL and the network settings it used.
     pub requests: Vec<(&'static str, String, HttpNetwork)>,
+    /// URL -> the TLS error its server's certificate gives (rustls' words).
+    pub tls_errors: BTreeMap<String, String>,
     pub signals: Vec<(u32, Signal)>,
     /// Filesystem use by path (statvfs); a path not listed is an error.
     pub disks: BTreeMap<PathBuf, crate::host::system::DiskUsage>,
@@ -85,6 +87,7 @@ impl Default for Machine {
             unavailable: BTreeMap::new(),
             urls: BTreeMap::new(),
             requests: Vec::new(),
+            tls_errors: BTreeMap::new(),
             signals: Vec::new(),
             disks: BTreeMap::new(),
         }
@@ -238,6 +241,9 @@ impl FakeSystem {
         machine
             .requests
             .push((method, url.to_string(), network.clone()));
+        if let Some(error) = machine.tls_errors.get(url) {
+            bail!("{error}");
+        }
         if let Some(left) = machine.unavailable.get_mut(url).filter(|n| **n > 0) {
             *left -= 1;
             bail!("http status: 503");
@@ -581,6 +587,8 @@ impl FakeRunner {
     }
 
     fn start_docker(&self) {
+        // A new process: the environment a test gave the old one is gone.
+        let _ = fs::remove_file(self.root.join("proc/4242/environ"));
         write(&self.root, "/run/docker.pid", "4242\n");
         write(&self.root, "/proc/4242/comm", "dockerd\n");
     }

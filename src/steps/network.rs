@@ -540,6 +540,37 @@ mod tests {
         settings
     }
 
+    const RUNNER: &str = "Name:\tgitlab-runner\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\n";
+
+    /// gitlab-runner (pid 777) and dockerd (pid 4242) run with `environ`.
+    fn running(fake: &FakeHost, environ: &str) {
+        fake.write("/proc/777/status", RUNNER);
+        fake.write("/proc/777/environ", environ);
+        fake.write("/run/docker.pid", "4242\n");
+        fake.write("/proc/4242/comm", "dockerd\n");
+        fake.write("/proc/4242/environ", environ);
+    }
+
+    /// `/proc/PID/environ` with the variables of `settings`' proxy that
+    /// `keep` keeps, after PATH.
+    fn environ(settings: &Settings, keep: impl Fn(&str) -> bool) -> String {
+        let vars = proxy(settings).variables();
+        let kept = vars.iter().filter(|(k, _)| keep(k));
+        std::iter::once("PATH=/usr/bin\0".to_string())
+            .chain(kept.map(|(k, v)| format!("{k}={v}\0")))
+            .collect()
+    }
+
+    fn commands(fake: &FakeHost) -> Vec<String> {
+        fake.commands().iter().map(|c| c.display()).collect()
+    }
+
+    fn mode_of(fake: &FakeHost, path: &str) -> u32 {
+        std::fs::metadata(fake.root().join(path.trim_start_matches('/')))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .expect("mode")
+    }
+
     fn go(
         fake: &FakeHost,
         settings: &Settings,
@@ -578,6 +609,10 @@ mod tests {
         ] {
             assert!(text.contains(&format!("write {path}")), "{path}: {text}");
         }
+        assert!(
+            text.contains("write /etc/gitlab-runner/certs/gitlab.corp.example.crt (gitlab-runner)"),
+            "the layer is named: {text}"
+        );
         assert!(text.contains("+Acquire::http::Proxy"), "diff shown: {text}");
         assert!(!text.contains(PASSWORD), "{text}");
 
@@ -600,6 +635,13 @@ mod tests {
             0o600,
             "the file with the password is root's only"
         );
+        for (dir, want) in [
+            ("/etc/runner-provision", 0o700),
+            ("/etc/gitlab-runner/certs", 0o700),
+            ("/etc/docker/certs.d/registry.corp.example:5050", 0o755),
+        ] {
+            assert_eq!(mode_of(&fake, dir), want, "{dir}");
+        }
         assert!(
             fake.read("/etc/gitlab-runner/certs/gitlab.corp.example.crt")
                 .ends_with(&ca())
@@ -833,5 +875,250 @@ mod tests {
         }
         let (again, _) = go(&fake, &plain, &["network"], Mode::Apply);
         assert_eq!(again.changed, 0);
+    }
+
+    #[test]
+    fn services_running_without_the_proxy_are_restarted_and_only_those() {
+        let fake = FakeHost::debian12();
+        let port = listening(&fake);
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        let older: String = proxy(&settings)
+            .variables()
+            .iter()
+            .map(|(k, _)| format!("{k}=http://old.corp.example:8080\0"))
+            .collect();
+        for (case, env, stale) in [
+            ("all six variables", environ(&settings, |_| true), false),
+            ("no proxy variable", environ(&settings, |_| false), true),
+            ("an older proxy in every variable", older, true),
+            (
+                "the lowercase variables and NO_PROXY only",
+                environ(&settings, |k| k != "HTTP_PROXY" && k != "HTTPS_PROXY"),
+                true,
+            ),
+        ] {
+            running(&fake, &env);
+            let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
+            let text = out.captured();
+            assert_eq!(plan.pending, usize::from(stale), "{case}: {text}");
+            for restart in [
+                "restart gitlab-runner gracefully (SIGQUIT: running jobs finish): it runs without the proxy (pid 777)",
+                "restart docker: it runs without the proxy (pid 4242)",
+            ] {
+                assert_eq!(text.contains(restart), stale, "{case}: {text}");
+            }
+            let ran = fake.commands().len();
+            let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+            assert_eq!(applied.changed, usize::from(stale), "{}", out.captured());
+            let restarts: &[&str] = if stale {
+                // Their files are as wanted: no daemon-reload.
+                &[
+                    "systemctl restart docker",
+                    "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
+                    "systemctl restart gitlab-runner",
+                ]
+            } else {
+                &[]
+            };
+            assert_eq!(commands(&fake)[ran..], *restarts, "{case}");
+            let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
+            assert_eq!(plan.pending, 0, "{case}: restarted: {}", out.captured());
+        }
+    }
+
+    #[test]
+    fn an_offline_root_gets_the_files_without_a_probe_a_reload_or_a_restart() {
+        let fake = FakeHost::debian12();
+        // Nothing listens: the proxy is the target machine's, not this one's.
+        let settings = corporate(&fake, 3128);
+        running(&fake, "PATH=/usr/bin\0");
+        let offline = |mode: Mode| {
+            let reporter = fake.reporter(Format::Json);
+            let host = fake.offline_host(reporter.clone());
+            let only = Selection {
+                only: vec![ID],
+                skip: Vec::new(),
+            };
+            (run(&host, &settings, &only, mode, &reporter), reporter)
+        };
+        let (applied, out) = offline(Mode::Apply);
+        assert_eq!(
+            (applied.changed, applied.failed),
+            (1, 0),
+            "{}",
+            out.captured()
+        );
+        assert!(fake.root().join(ENV_FILE.trim_start_matches('/')).exists());
+        assert_eq!(
+            commands(&fake),
+            [format!(
+                "chroot {} update-ca-certificates --fresh",
+                fake.root().display()
+            )]
+        );
+        // What runs under its /proc is no service of that root's.
+        let (plan, out) = offline(Mode::Plan);
+        assert_eq!(plan.pending, 0, "{}", out.captured());
+    }
+
+    #[test]
+    fn a_changed_layer_reloads_systemd_and_restarts_only_the_services_it_configures() {
+        let fake = FakeHost::debian12();
+        // No proxy: the CA alone, for GitLab.
+        let mut settings = fake.settings(Some(TOKEN));
+        settings.profile.runner.url = "https://gitlab.corp.example:8443/".to_string();
+        settings.profile.network.ca_files = vec!["/etc/ssl/corp-root.pem".to_string()];
+        fake.write("/etc/ssl/corp-root.pem", &ca());
+        let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        assert_eq!(applied.changed, 1, "{}", out.captured());
+        running(&fake, "PATH=/usr/bin\0");
+
+        // A new CA: GitLab Runner's copy changes (there is no registry's).
+        let ran = fake.commands().len();
+        fake.write(
+            "/etc/ssl/corp-root.pem",
+            crate::edit::pem::tests_second_ca(),
+        );
+        let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        assert_eq!(applied.changed, 1, "{}", out.captured());
+        assert_eq!(
+            commands(&fake)[ran..],
+            [
+                "systemctl daemon-reload",
+                "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
+                "systemctl restart gitlab-runner",
+            ]
+        );
+
+        // A registry to trust: dockerd's layer alone.
+        let ran = fake.commands().len();
+        settings.profile.network.ca_registries = vec!["registry.corp.example:5050".to_string()];
+        let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        assert_eq!(applied.changed, 1, "{}", out.captured());
+        assert_eq!(
+            commands(&fake)[ran..],
+            ["systemctl daemon-reload", "systemctl restart docker"]
+        );
+    }
+
+    #[test]
+    fn verify_says_whether_the_runner_uses_the_proxy_and_does_not_probe_it() {
+        let fake = FakeHost::debian12();
+        let port = listening(&fake);
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        // The proxy is down now: verify reports the layers, it refuses nothing.
+        fake.machine().listening.clear();
+        fake.write("/proc/777/status", RUNNER);
+        fake.write("/proc/777/environ", &environ(&settings, |_| true));
+        let runner_ca = "/etc/gitlab-runner/certs/gitlab.corp.example.crt";
+        std::fs::remove_file(fake.root().join(runner_ca.trim_start_matches('/'))).expect("rm");
+        let (_, out) = go(&fake, &settings, &["network"], Mode::Verify);
+        let text = out.captured();
+        assert!(!text.contains("does not answer"), "{text}");
+        for detail in [
+            "\"gitlab_runner_proxy\":\"yes\"".to_string(),
+            "\"dockerd_proxy\":\"not running\"".to_string(),
+            format!("\"gitlab_runner_ca\":\"no: {runner_ca} is missing\""),
+        ] {
+            assert!(text.contains(&detail), "{detail}: {text}");
+        }
+        fake.write("/proc/777/environ", "PATH=/usr/bin\0");
+        let (_, out) = go(&fake, &settings, &["network"], Mode::Verify);
+        assert!(
+            out.captured()
+                .contains("\"gitlab_runner_proxy\":\"no: restart it (apply does)\""),
+            "{}",
+            out.captured()
+        );
+    }
+
+    #[test]
+    fn verify_shakes_hands_with_gitlab_only_with_a_ca_and_fails_on_a_certificate_it_does_not_sign()
+    {
+        let fake = FakeHost::debian12();
+        let port = listening(&fake);
+        let mut settings = corporate(&fake, port);
+        let url = settings.profile.runner.url.clone();
+        let n = &mut settings.profile.network;
+        n.ca_files.clear();
+        n.ca_registries.clear();
+        n.install_ca_system_wide = false;
+        go(&fake, &settings, &["network"], Mode::Apply);
+        let (verified, out) = go(&fake, &settings, &["network"], Mode::Verify);
+        let text = out.captured();
+        assert_eq!(verified.failed, 0, "{text}");
+        assert!(!text.contains("gitlab_tls"), "the proxy alone: {text}");
+        assert!(fake.machine().requests.is_empty());
+
+        let settings = corporate(&fake, port);
+        go(&fake, &settings, &["network"], Mode::Apply);
+        // A CA of the same name that did not sign GitLab's certificate.
+        fake.machine().tls_errors.insert(
+            url,
+            "rustls: invalid peer certificate: BadSignature".to_string(),
+        );
+        let (verified, out) = go(&fake, &settings, &["network"], Mode::Verify);
+        let text = out.captured();
+        assert_eq!(verified.failed, 1, "{text}");
+        assert!(
+            text.contains("presents a certificate the CA in [network] ca_files does not sign"),
+            "{text}"
+        );
+        assert!(text.contains("give the CA that signed it"), "{text}");
+    }
+
+    #[test]
+    fn apt_trusts_the_ca_for_the_runner_repository_when_its_uri_names_a_host() {
+        for (uri, host) in [
+            (
+                "https://packages.corp.example/gitlab/debian",
+                Some("packages.corp.example"),
+            ),
+            (
+                "https://packages.corp.example:8443/debian",
+                Some("packages.corp.example"),
+            ),
+            // Not a host yet (a placeholder), or none at all.
+            ("https://{id}.mirror.corp.example/debian", None),
+            ("https:///debian", None),
+        ] {
+            let fake = FakeHost::debian12();
+            let mut settings = fake.settings(Some(TOKEN));
+            settings.profile.network.ca_files = vec!["/etc/ssl/corp-root.pem".to_string()];
+            fake.write("/etc/ssl/corp-root.pem", &ca());
+            let repository = settings.profile.runner.repository.as_mut();
+            repository.expect("a repository").uri = uri.to_string();
+            let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
+            assert_eq!(applied.failed, 0, "{uri}: {}", out.captured());
+            let apt = fake.root().join(APT_CONF.trim_start_matches('/'));
+            match host {
+                Some(host) => assert_eq!(
+                    fake.read(APT_CONF),
+                    format!("// {MARKER}\nAcquire::https::{host}::CaInfo \"{CA_BUNDLE}\";\n"),
+                    "{uri}"
+                ),
+                None => assert!(!apt.exists(), "{uri}: {}", fake.read(APT_CONF)),
+            }
+        }
+    }
+
+    #[test]
+    fn the_system_store_without_update_ca_certificates_is_refused_naming_its_package() {
+        let fake = FakeHost::debian12();
+        let port = listening(&fake);
+        let settings = corporate(&fake, port);
+        std::fs::remove_file(fake.root().join("usr/sbin/update-ca-certificates")).expect("rm");
+        let before = fake.snapshot();
+        let (counts, out) = go(&fake, &settings, &["network"], Mode::Apply);
+        let text = out.captured();
+        assert_eq!(counts.failed, 1, "{text}");
+        assert!(
+            text.contains("`update-ca-certificates` was not found on PATH: install the package `ca-certificates`"),
+            "{text}"
+        );
+        assert!(fake.commands().is_empty());
+        assert_eq!(fake.snapshot(), before);
     }
 }

@@ -258,7 +258,9 @@ fn pending_files(
 /// The processes among `pids` whose environment lacks a proxy variable of
 /// the profile (a service started before its drop-in was written).
 fn stale_processes(host: &Host, settings: &Settings, pids: &[u32]) -> Result<Vec<u32>> {
-    if !host.live || !host.os.systemd {
+    // Only systemd gives a service the drop-in's environment (and an
+    // offline root has no systemd running: `os.systemd` is false there).
+    if !host.os.systemd {
         return Ok(Vec::new());
     }
     let wanted = proxy(settings).variables();

@@ -938,10 +938,7 @@ mod tests {
         let offline = |mode: Mode| {
             let reporter = fake.reporter(Format::Json);
             let host = fake.offline_host(reporter.clone());
-            let only = Selection {
-                only: vec![ID],
-                skip: Vec::new(),
-            };
+            let only = Selection::of(&[ID]);
             (run(&host, &settings, &only, mode, &reporter), reporter)
         };
         let (applied, out) = offline(Mode::Apply);

@@ -881,24 +881,43 @@ impl FakeRunner {
                 );
                 ok("")
             }
-            ["systemctl", "disable", unit] if unit.ends_with(".timer") => {
+            ["systemctl", "disable", unit]
+                if unit.ends_with(".timer") || unit.ends_with(".service") =>
+            {
+                let wants = if unit.ends_with(".timer") {
+                    "timers"
+                } else {
+                    "multi-user"
+                };
                 let _ = fs::remove_file(
                     self.root
-                        .join("etc/systemd/system/timers.target.wants")
+                        .join(format!("etc/systemd/system/{wants}.target.wants"))
                         .join(unit),
                 );
                 ok("")
             }
-            // Timers run while /run/fake-active/UNIT exists.
-            ["systemctl", "start", unit] if unit.ends_with(".timer") => {
+            // Timers and named services (a oneshot with RemainAfterExit
+            // stays active once started) run while /run/fake-active/UNIT
+            // exists; stopping one runs its ExecStop from the unit file
+            // loaded then, kept in /run/fake-stopped/UNIT.
+            ["systemctl", "start", unit]
+                if unit.ends_with(".timer") || unit.ends_with(".service") =>
+            {
                 write(&self.root, &format!("/run/fake-active/{unit}"), "");
                 ok("")
             }
-            ["systemctl", "stop", unit] if unit.ends_with(".timer") => {
-                let _ = fs::remove_file(self.root.join("run/fake-active").join(unit));
+            ["systemctl", "stop", unit]
+                if unit.ends_with(".timer") || unit.ends_with(".service") =>
+            {
+                if fs::remove_file(self.root.join("run/fake-active").join(unit)).is_ok() {
+                    let loaded = read(&self.root, &format!("/etc/systemd/system/{unit}"));
+                    write(&self.root, &format!("/run/fake-stopped/{unit}"), &loaded);
+                }
                 ok("")
             }
-            ["systemctl", "is-active", "--quiet", unit] if unit.ends_with(".timer") => {
+            ["systemctl", "is-active", "--quiet", unit]
+                if unit.ends_with(".timer") || unit.ends_with(".service") =>
+            {
                 if self.root.join("run/fake-active").join(unit).exists() {
                     ok("")
                 } else {

@@ -110,7 +110,8 @@ fn active(host: &Host) -> Result<bool> {
 /// stopping it as it is would unregister now, and a unit file removed while
 /// it runs stays loaded until shutdown, so its ExecStop goes first.
 pub fn stop_quietly(host: &Host) -> Result<bool> {
-    if !(host.live && host.os.systemd) || ours(host, UNIT)?.is_none() || !active(host)? {
+    // `os.systemd` is false on an offline root: no unit runs there.
+    if !host.os.systemd || ours(host, UNIT)?.is_none() || !active(host)? {
         return Ok(false);
     }
     let quiet = shutdown_unit::unit(GITLAB_RUNNER, CONFIG_TOML, &[], "/dev/null");
@@ -209,7 +210,7 @@ impl Step for ShutdownUnregister {
                 _ => {}
             }
         }
-        if files_changed && host.live && host.os.systemd {
+        if files_changed && host.os.systemd {
             host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
         }
         if on && !enabled(host) {

@@ -232,19 +232,36 @@ mod tests {
     use crate::steps::{Selection, run};
     use crate::testing::FakeHost;
 
-    fn image(fake: &FakeHost) -> (Host, std::sync::Arc<crate::report::Reporter>) {
+    /// `live`: a running host; otherwise an image (`--root`).
+    fn go(
+        fake: &FakeHost,
+        settings: &Settings,
+        mode: Mode,
+        live: bool,
+    ) -> (crate::report::Counts, String) {
         let reporter = fake.reporter(Format::Json);
-        (fake.offline_host(reporter.clone()), reporter)
-    }
-
-    fn go(fake: &FakeHost, settings: &Settings, mode: Mode) -> (crate::report::Counts, String) {
-        let (host, reporter) = image(fake);
+        let host = if live {
+            fake.host(reporter.clone())
+        } else {
+            fake.offline_host(reporter.clone())
+        };
         let only = Selection {
             only: vec![StepId::ShutdownUnregister],
             skip: Vec::new(),
         };
         let counts = run(&host, settings, &only, mode, &reporter);
         (counts, reporter.captured())
+    }
+
+    /// The commands run since the `from`th, `chroot DIR` left out.
+    fn commands_since(fake: &FakeHost, from: usize) -> Vec<String> {
+        fake.commands()[from..]
+            .iter()
+            .map(|c| match c.argv.first().map(String::as_str) {
+                Some("chroot") => c.argv[2..].join(" "),
+                _ => c.argv.join(" "),
+            })
+            .collect()
     }
 
     #[test]
@@ -255,8 +272,14 @@ mod tests {
         settings.profile.runner.unregister_on_shutdown = true;
         settings.profile.runner.shutdown_timeout = 120;
 
-        let (applied, out) = go(&fake, &settings, Mode::Apply);
+        let (applied, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
+        // An image: enabled, neither reloaded nor asked nor started.
+        assert_eq!(
+            commands_since(&fake, 0),
+            [format!("systemctl enable {UNIT_NAME}")],
+            "{out}"
+        );
         let unit = fake.read(UNIT);
         assert!(
             unit.contains(
@@ -267,16 +290,24 @@ mod tests {
         assert!(fake.read(DROP_IN).contains("TimeoutStopSec=120"));
         assert!(fake.root().join(WANTS.trim_start_matches('/')).exists());
         let before = fake.snapshot();
-        let (again, out) = go(&fake, &settings, Mode::Apply);
+        let (again, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!((again.changed, again.failed), (0, 0), "{out}");
         assert_eq!(fake.snapshot(), before);
 
         settings.profile.runner.unregister_on_shutdown = false;
-        let (off, out) = go(&fake, &settings, Mode::Apply);
+        let from = fake.commands().len();
+        let (off, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!((off.changed, off.failed), (1, 0), "{out}");
+        // Nothing runs in an image: no stop, disabled only.
+        assert_eq!(
+            commands_since(&fake, from),
+            [format!("systemctl disable {UNIT_NAME}")],
+            "{out}"
+        );
+        assert!(!out.contains("without unregistering"), "{out}");
         assert!(!fake.root().join(UNIT.trim_start_matches('/')).exists());
         assert!(!fake.root().join(DROP_IN.trim_start_matches('/')).exists());
-        let (plan, out) = go(&fake, &settings, Mode::Plan);
+        let (plan, out) = go(&fake, &settings, Mode::Plan, false);
         assert_eq!(plan.pending, 0, "{out}");
     }
 
@@ -286,13 +317,172 @@ mod tests {
         fake.install(&["gitlab-runner"]);
         fake.write(DROP_IN, "[Service]\nKillSignal=SIGTERM\n");
         let mut settings = fake.settings(None);
-        let (off, out) = go(&fake, &settings, Mode::Apply);
+        let (off, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!((off.changed, off.failed), (0, 0), "{out}");
         assert_eq!(fake.read(DROP_IN), "[Service]\nKillSignal=SIGTERM\n");
         settings.profile.runner.unregister_on_shutdown = true;
-        let (on, out) = go(&fake, &settings, Mode::Apply);
+        let (on, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!(on.failed, 1, "{out}");
         assert!(out.contains("not written by runner-provision"), "{out}");
         assert!(!fake.root().join(UNIT.trim_start_matches('/')).exists());
+    }
+
+    #[test]
+    fn a_running_host_starts_the_unit_once_and_restarts_it_only_when_stopped() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let mut settings = fake.settings(None);
+        settings.profile.runner.unregister_on_shutdown = true;
+        let is_active = format!("systemctl is-active --quiet {UNIT_NAME}");
+        let start = format!("systemctl start {UNIT_NAME}");
+
+        let (applied, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, 0),
+            [
+                is_active.clone(),
+                "systemctl daemon-reload".to_string(),
+                format!("systemctl enable {UNIT_NAME}"),
+                is_active.clone(),
+                start.clone(),
+                // The check after apply.
+                is_active.clone(),
+            ],
+            "{out}"
+        );
+        assert!(fake.root().join(WANTS.trim_start_matches('/')).exists());
+        let (plan, out) = go(&fake, &settings, Mode::Plan, true);
+        assert_eq!(plan.pending, 0, "{out}");
+        let from = fake.commands().len();
+        let (again, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((again.changed, again.failed), (0, 0), "{out}");
+        assert_eq!(commands_since(&fake, from), [is_active.as_str()], "{out}");
+
+        // A new timeout rewrites the drop-in alone and reloads; the unit
+        // runs and stays enabled.
+        settings.profile.runner.shutdown_timeout = 600;
+        let from = fake.commands().len();
+        let (changed, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((changed.changed, changed.failed), (1, 0), "{out}");
+        assert!(out.contains(&format!("wrote {DROP_IN}")), "{out}");
+        assert!(!out.contains(&format!("wrote {UNIT}")), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                is_active.clone(),
+                "systemctl daemon-reload".to_string(),
+                is_active.clone(),
+                is_active.clone(),
+            ],
+            "{out}"
+        );
+
+        // Stopped by hand, still enabled: started again, nothing else.
+        std::fs::remove_file(fake.root().join("run/fake-active").join(UNIT_NAME)).expect("stop");
+        let from = fake.commands().len();
+        let (restarted, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((restarted.changed, restarted.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [is_active.clone(), is_active.clone(), start, is_active],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn off_on_a_running_host_stops_the_unit_without_unregistering_then_disables_it() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let mut settings = fake.settings(None);
+        settings.profile.runner.unregister_on_shutdown = true;
+        let (applied, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!(applied.failed, 0, "{out}");
+        assert!(
+            fake.read(UNIT)
+                .contains("ExecStop=-/usr/bin/gitlab-runner unregister")
+        );
+
+        settings.profile.runner.unregister_on_shutdown = false;
+        let from = fake.commands().len();
+        let (off, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((off.changed, off.failed), (1, 0), "{out}");
+        assert!(
+            out.contains(&format!("stopped {UNIT_NAME} without unregistering")),
+            "{out}"
+        );
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                format!("systemctl is-active --quiet {UNIT_NAME}"),
+                "systemctl daemon-reload".to_string(),
+                format!("systemctl stop {UNIT_NAME}"),
+                format!("systemctl disable {UNIT_NAME}"),
+                "systemctl daemon-reload".to_string(),
+            ],
+            "{out}"
+        );
+        // The unit that stopped had no unregistering ExecStop left.
+        let stopped = fake.read(&format!("/run/fake-stopped/{UNIT_NAME}"));
+        assert!(stopped.contains("RemainAfterExit=yes"), "{stopped}");
+        assert!(!stopped.contains("ExecStop="), "{stopped}");
+        assert!(!fake.root().join(WANTS.trim_start_matches('/')).exists());
+        assert!(!fake.root().join("run/fake-active").join(UNIT_NAME).exists());
+        let (plan, out) = go(&fake, &settings, Mode::Plan, true);
+        assert_eq!(plan.pending, 0, "{out}");
+    }
+
+    #[test]
+    fn off_with_the_unit_enabled_but_not_running_disables_it_without_a_stop() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        let mut settings = fake.settings(None);
+        settings.profile.runner.unregister_on_shutdown = true;
+        let (applied, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!(applied.failed, 0, "{out}");
+        std::fs::remove_file(fake.root().join("run/fake-active").join(UNIT_NAME)).expect("stop");
+        // The drop-in was taken away by hand: nothing of it to remove.
+        std::fs::remove_file(fake.root().join(DROP_IN.trim_start_matches('/'))).expect("rm");
+
+        settings.profile.runner.unregister_on_shutdown = false;
+        let from = fake.commands().len();
+        let (off, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((off.changed, off.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                format!("systemctl is-active --quiet {UNIT_NAME}"),
+                format!("systemctl disable {UNIT_NAME}"),
+                "systemctl daemon-reload".to_string(),
+            ],
+            "{out}"
+        );
+        assert!(!out.contains("without unregistering"), "{out}");
+        assert!(out.contains(&format!("removed {UNIT}")), "{out}");
+        assert!(!out.contains(&format!("removed {DROP_IN}")), "{out}");
+        assert!(
+            !fake
+                .root()
+                .join("run/fake-stopped")
+                .join(UNIT_NAME)
+                .exists()
+        );
+    }
+
+    #[test]
+    fn a_running_host_without_systemd_is_refused_before_any_change() {
+        let fake = FakeHost::debian12();
+        fake.install(&["gitlab-runner"]);
+        std::fs::remove_dir_all(fake.root().join("run/systemd")).expect("no systemd");
+        let mut settings = fake.settings(None);
+        settings.profile.runner.unregister_on_shutdown = true;
+        let before = fake.snapshot();
+        let (applied, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!(applied.failed, 1, "{out}");
+        assert!(
+            out.contains("unregister_on_shutdown needs systemd"),
+            "{out}"
+        );
+        assert_eq!(fake.snapshot(), before);
     }
 }

@@ -252,6 +252,7 @@ fn a_plan_reports_steps_after_a_pending_dependency_as_waiting_on_it() {
         // Waiting makes a step pending in turn.
         ("docker-build", "docker-verify"),
         ("runner-alive", "runner-register"),
+        ("shutdown-unregister", "runner-install"),
     ] {
         assert!(
             reasons.contains(&(id.into(), format!("after {after}"))),

@@ -260,6 +260,17 @@ mod tests {
         fake.root().join(path.trim_start_matches('/')).exists()
     }
 
+    /// The commands run since the `from`th, `chroot DIR` left out.
+    fn commands_since(fake: &FakeHost, from: usize) -> Vec<String> {
+        fake.commands()[from..]
+            .iter()
+            .map(|c| match c.argv.first().map(String::as_str) {
+                Some("chroot") => c.argv[2..].join(" "),
+                _ => c.argv.join(" "),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_schedule_installs_enables_and_starts_the_timer_once_and_off_takes_it_back() {
         let fake = FakeHost::debian12();
@@ -275,8 +286,27 @@ mod tests {
             "{out}"
         );
 
+        let is_active = format!("systemctl is-active --quiet {TIMER_NAME}");
+        let reload = "systemctl daemon-reload".to_string();
+        let from = fake.commands().len();
         let (applied, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                is_active.clone(),
+                reload.clone(),
+                format!("systemctl enable {TIMER_NAME}"),
+                is_active.clone(),
+                format!("systemctl start {TIMER_NAME}"),
+                // The check after apply.
+                is_active.clone(),
+            ],
+            "{out}"
+        );
+        // Nothing to remove, no cron report folder.
+        assert!(!out.contains("removed"), "{out}");
+        assert!(!exists(&fake, "/var/lib/runner-provision"));
         assert!(fake.read(TIMER).contains("OnCalendar=daily"));
         assert!(
             fake.read(SERVICE)
@@ -284,31 +314,69 @@ mod tests {
         );
         assert!(exists(&fake, TIMER_WANTS));
         assert!(!exists(&fake, CRON));
-        let started = fake
-            .commands()
-            .iter()
-            .any(|c| c.argv == ["systemctl", "start", TIMER_NAME]);
-        assert!(started, "{out}");
 
         let before = fake.snapshot();
+        let from = fake.commands().len();
         let (again, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((again.changed, again.failed), (0, 0), "{out}");
         assert_eq!(fake.snapshot(), before, "a second apply changed files");
+        assert_eq!(commands_since(&fake, from), [is_active.as_str()], "{out}");
 
-        // New settings rewrite the service only.
+        // New settings rewrite the service only, and reload: the timer
+        // stays enabled and running.
         settings.profile.prune.older_than = "12h".into();
+        let from = fake.commands().len();
         let (changed, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!(changed.changed, 1, "{out}");
         assert!(
             out.contains(&format!("wrote {SERVICE}")) && !out.contains(&format!("wrote {TIMER}")),
             "{out}"
         );
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                is_active.clone(),
+                reload.clone(),
+                is_active.clone(),
+                is_active.clone()
+            ],
+            "{out}"
+        );
+
+        // Stopped by hand, still enabled: started again, no reload.
+        std::fs::remove_file(fake.root().join("run/fake-active").join(TIMER_NAME)).expect("stop");
+        let from = fake.commands().len();
+        let (restarted, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((restarted.changed, restarted.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                is_active.clone(),
+                is_active.clone(),
+                format!("systemctl start {TIMER_NAME}"),
+                is_active.clone()
+            ],
+            "{out}"
+        );
 
         settings.profile.prune.schedule = PruneSchedule::Off;
+        let from = fake.commands().len();
         let (off, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((off.changed, off.failed), (1, 0), "{out}");
         assert!(!exists(&fake, TIMER) && !exists(&fake, SERVICE), "{out}");
         assert!(out.contains(&format!("stopped {TIMER_NAME}")), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                is_active,
+                format!("systemctl stop {TIMER_NAME}"),
+                format!("systemctl disable {TIMER_NAME}"),
+                reload,
+            ],
+            "{out}"
+        );
+        assert!(!exists(&fake, TIMER_WANTS), "{out}");
+        assert!(!exists(&fake, "/var/lib/runner-provision"));
         let (plan, out) = go(&fake, &settings, Mode::Plan, true);
         assert_eq!(plan.pending, 0, "{out}");
     }
@@ -341,13 +409,59 @@ mod tests {
         let (applied, out) = go(&fake, &settings, Mode::Apply, false);
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
         assert!(exists(&fake, TIMER_WANTS), "{out}");
-        assert!(
-            !fake
-                .commands()
-                .iter()
-                .any(|c| c.argv.iter().any(|a| a == "start")),
+        // Neither reloaded nor asked nor started.
+        assert_eq!(
+            commands_since(&fake, 0),
+            [format!("systemctl enable {TIMER_NAME}")],
             "{out}"
         );
+    }
+
+    #[test]
+    fn an_image_without_systemd_gets_a_cron_entry() {
+        let fake = FakeHost::debian12();
+        fake.write("/usr/bin/runner-provision", "#!/bin/sh\n");
+        std::fs::create_dir_all(fake.root().join("etc/cron.d")).expect("cron.d");
+        let settings = scheduled(&fake, PruneSchedule::Daily);
+        let (applied, out) = go(&fake, &settings, Mode::Apply, false);
+        assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
+        assert!(
+            fake.read(CRON).contains("@daily root runner-provision"),
+            "{out}"
+        );
+        assert!(!exists(&fake, TIMER) && !exists(&fake, SERVICE), "{out}");
+        assert_eq!(commands_since(&fake, 0), Vec::<String>::new(), "{out}");
+    }
+
+    #[test]
+    fn off_with_the_timer_enabled_but_stopped_disables_it_without_a_stop() {
+        let fake = FakeHost::debian12();
+        fake.write("/usr/bin/runner-provision", "#!/bin/sh\n");
+        let mut settings = scheduled(&fake, PruneSchedule::Daily);
+        let (applied, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!(applied.failed, 0, "{out}");
+        std::fs::remove_file(fake.root().join("run/fake-active").join(TIMER_NAME)).expect("stop");
+
+        settings.profile.prune.schedule = PruneSchedule::Off;
+        let (plan, out) = go(&fake, &settings, Mode::Plan, true);
+        assert_eq!(plan.pending, 1, "{out}");
+        assert!(
+            out.contains(&format!("stop and disable {TIMER_NAME}")),
+            "{out}"
+        );
+        let from = fake.commands().len();
+        let (off, out) = go(&fake, &settings, Mode::Apply, true);
+        assert_eq!((off.changed, off.failed), (1, 0), "{out}");
+        assert_eq!(
+            commands_since(&fake, from),
+            [
+                format!("systemctl is-active --quiet {TIMER_NAME}"),
+                format!("systemctl disable {TIMER_NAME}"),
+                "systemctl daemon-reload".to_string(),
+            ],
+            "{out}"
+        );
+        assert!(!out.contains("stopped"), "{out}");
     }
 
     #[test]

@@ -34,3 +34,20 @@ pub enum Mode {
     /// Read-only: is the host healthy.
     Verify,
 }
+
+impl Mode {
+    /// Plan for `--dry-run`, apply otherwise (remove and prune).
+    pub fn dry_run(dry_run: bool) -> Mode {
+        if dry_run { Mode::Plan } else { Mode::Apply }
+    }
+
+    /// The JSON event that ends a step in this mode: apply finishes steps,
+    /// plan and verify check them.
+    pub fn step_event(self) -> &'static str {
+        if self == Mode::Apply {
+            "step_finished"
+        } else {
+            "step_checked"
+        }
+    }
+}

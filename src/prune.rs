@@ -82,16 +82,8 @@ pub fn run(host: &Host, reporter: &Reporter, options: &Options) -> Result<Counts
         );
     }
     let started = Instant::now();
-    let mode = if options.dry_run {
-        Mode::Plan
-    } else {
-        Mode::Apply
-    };
-    let event = if options.dry_run {
-        "step_checked"
-    } else {
-        "step_finished"
-    };
+    let mode = Mode::dry_run(options.dry_run);
+    let event = mode.step_event();
     let mut counts = Counts::default();
     let cutoff = i64::try_from(host.unix_time())
         .unwrap_or(i64::MAX)

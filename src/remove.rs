@@ -37,16 +37,8 @@ struct Part {
 pub fn run(host: &Host, reporter: &Reporter, options: &Options) -> Result<Counts> {
     let started = Instant::now();
     let mut receipt = receipt::load(host)?;
-    let mode = if options.dry_run {
-        Mode::Plan
-    } else {
-        Mode::Apply
-    };
-    let event = if options.dry_run {
-        "step_checked"
-    } else {
-        "step_finished"
-    };
+    let mode = Mode::dry_run(options.dry_run);
+    let event = mode.step_event();
     let mut counts = Counts::default();
     // The shutdown unit would unregister when stopped: it stops quietly
     // first, and the receipt follows the file it rewrote for that.

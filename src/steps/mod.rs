@@ -337,11 +337,7 @@ pub fn run_with_statuses(
         .copied()
         .filter(|(id, _)| selection.includes(*id))
         .collect();
-    let event = if mode == Mode::Apply {
-        "step_finished"
-    } else {
-        "step_checked"
-    };
+    let event = mode.step_event();
     let mut counts = Counts::default();
 
     let preflight = run_preflight(host, settings, &steps, mode, reporter);

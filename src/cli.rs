@@ -667,7 +667,8 @@ fn listed_token(runner: &crate::profile::ListedRunner) -> Result<Option<Token>> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         _ => {}
     }
-    Ok(Some(Token::from_private_file(path)?))
+    let caller = nix::unistd::geteuid().as_raw();
+    Ok(Some(Token::from_private_file(path, caller)?))
 }
 
 impl SelectionArgs {

@@ -77,10 +77,11 @@ impl Token {
     /// Reads the token of a `[[runners]]` entry's `token_file`, which must
     /// be that runner's alone: a regular file, not a symbolic link (a link
     /// planted where others can write would have root read a file of their
-    /// choosing), owned by root or by the user running the tool (not one
-    /// someone else can rewrite), neither readable nor writable by group or
-    /// others. Anything else is refused, naming the file and the fix.
-    pub fn from_private_file(path: &Path) -> Result<Self, crate::Error> {
+    /// choosing), owned by root or by `caller`, the user running the tool
+    /// (not one someone else can rewrite), neither readable nor writable by
+    /// group or others. Anything else is refused, naming the file and the
+    /// fix.
+    pub fn from_private_file(path: &Path, caller: u32) -> Result<Self, crate::Error> {
         let refused = |reason: String| crate::Error::UnsafeTokenFile {
             path: path.to_path_buf(),
             reason,
@@ -105,8 +106,7 @@ impl Token {
                 reason,
             }
         })?;
-        let euid = nix::unistd::geteuid().as_raw();
-        if text.uid != 0 && text.uid != euid {
+        if text.uid != 0 && text.uid != caller {
             return Err(refused(format!(
                 "it is owned by uid {}, who can change the token; `chown root:root` it",
                 text.uid
@@ -637,16 +637,17 @@ mod tests {
         let secret = "GR1348941privateFileToken9";
         let file = dir.path().join("images.token");
         std::fs::write(&file, format!("{secret}\n")).expect("write");
+        let euid = nix::unistd::geteuid().as_raw();
         let chmod = |mode: u32| {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod")
         };
         for mode in [0o600, 0o400] {
             chmod(mode);
-            let token = Token::from_private_file(&file).expect("a root-only file");
+            let token = Token::from_private_file(&file, euid).expect("a root-only file");
             assert_eq!(token.expose(), secret);
         }
         let refused = |path: &Path| {
-            let text = Token::from_private_file(path)
+            let text = Token::from_private_file(path, euid)
                 .map(|_| ())
                 .expect_err("refused")
                 .to_string();
@@ -696,6 +697,27 @@ mod tests {
                 std::os::unix::fs::MetadataExt::uid(&mine),
                 nix::unistd::geteuid().as_raw()
             );
+        }
+    }
+
+    #[test]
+    fn a_listed_runners_token_file_may_be_roots_or_the_callers_and_no_one_elses() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("images.token");
+        std::fs::write(&file, "GR1348941privateFileToken9\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let owner = std::fs::metadata(&file).expect("stat").uid();
+        // Its owner running the tool: accepted (root's file, or this user's).
+        assert!(Token::from_private_file(&file, owner).is_ok());
+        let other = if owner == 0 { 1000 } else { owner + 1 };
+        let by_other = Token::from_private_file(&file, other);
+        if owner == 0 {
+            // Root's file, whoever runs the tool.
+            assert!(by_other.is_ok(), "{:?}", by_other.err());
+        } else {
+            let text = by_other.map(|_| ()).expect_err("refused").to_string();
+            assert!(text.contains(&format!("owned by uid {owner}")), "{text}");
         }
     }
 

@@ -618,3 +618,45 @@ fn a_hold_the_tool_made_is_released_when_its_pin_goes_away_and_one_made_by_hand_
     assert_eq!(fake.snapshot(), before);
     assert_eq!(spawned(&fake, "apt-mark").len(), marks + 1);
 }
+
+#[test]
+fn a_released_hold_is_not_warned_about_before_or_after() {
+    // The tool's own hold on docker.io: with the pin gone, plan shows its
+    // release and no "held but nothing pins" warning (that one is for holds
+    // made by hand); once released, nothing is held and nothing is warned.
+    let fake = FakeHost::debian12();
+    let mut settings = fake.settings(Some(LEGACY));
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!(counts.failed, 0, "{text}");
+    let installed = fake.read("/var/lib/dpkg/status");
+    settings.profile.docker.version = installed
+        .split("Package: docker.io\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.strip_prefix("Version: ")))
+        .expect("docker.io's version")
+        .to_string();
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!(counts.failed, 0, "{text}");
+    assert_eq!(
+        dpkg_status_of(&fake, "docker.io"),
+        "Status: hold ok installed"
+    );
+
+    settings.profile.docker.version = String::new();
+    let (plan, text) = go_recorded(&fake, &settings, Mode::Plan);
+    assert_eq!(plan.failed, 0, "{text}");
+    assert!(text.contains("release the hold on docker.io"), "{text}");
+    assert!(!text.contains("held (apt-mark hold) but"), "{text}");
+
+    let (counts, text) = go_recorded(&fake, &settings, Mode::Apply);
+    assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
+    assert_eq!(
+        dpkg_status_of(&fake, "docker.io"),
+        "Status: install ok installed"
+    );
+    for mode in [Mode::Plan, Mode::Apply] {
+        let (counts, text) = go_recorded(&fake, &settings, mode);
+        assert_eq!((counts.changed, counts.failed), (0, 0), "{text}");
+        assert!(!text.contains("held (apt-mark hold)"), "{text}");
+    }
+}

@@ -33,6 +33,7 @@ mod runner_register;
 pub mod shutdown_unregister;
 #[cfg(test)]
 mod tests;
+mod unit_files;
 
 use std::time::Duration;
 

@@ -6,9 +6,8 @@
 
 use anyhow::{Result, bail};
 
-use super::{Change, Mode, Settings, State, Step};
-use crate::edit::diff;
-use crate::edit::prune_schedule::{self, MARKER, SERVICE_NAME, TIMER_NAME};
+use super::{Change, Mode, Settings, State, Step, unit_files};
+use crate::edit::prune_schedule::{self, SERVICE_NAME, TIMER_NAME};
 use crate::host::Host;
 use crate::host::command::Cmd;
 use crate::profile::PruneSchedule;
@@ -63,27 +62,16 @@ fn wanted(host: &Host, settings: &Settings) -> Vec<(&'static str, Option<String>
     }
 }
 
-/// The file's text when it is the tool's.
 fn ours(host: &Host, path: &str) -> Result<Option<String>> {
-    Ok(host
-        .files
-        .read(path)?
-        .filter(|text| text.lines().next().is_some_and(|l| l.starts_with(MARKER))))
+    unit_files::ours(host, path)
 }
 
 fn enabled(host: &Host) -> bool {
-    host.files.is_symlink(TIMER_WANTS) || host.files.exists(TIMER_WANTS)
+    unit_files::enabled(host, TIMER_WANTS)
 }
 
 fn active(host: &Host) -> Result<bool> {
-    // `os.systemd` is false on an offline root: no timer runs there.
-    if !host.os.systemd {
-        return Ok(false);
-    }
-    Ok(host
-        .probe(Cmd::new("systemctl").args(["is-active", "--quiet", TIMER_NAME]))?
-        .code
-        == Some(0))
+    unit_files::active(host, TIMER_NAME)
 }
 
 /// Stops and disables the timer when it is the tool's (before `remove`
@@ -147,22 +135,7 @@ impl Step for PruneScheduleStep {
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         let on = settings.profile.prune.schedule != PruneSchedule::Off;
-        let mut changes = Vec::new();
-        for (path, want) in wanted(host, settings) {
-            let current = ours(host, path)?;
-            match (&current, &want) {
-                (Some(now), Some(want)) if now == want => {}
-                (_, Some(want)) => changes.push(Change::file(
-                    format!("write {path}"),
-                    diff::unified(path, current.as_deref().unwrap_or(""), want),
-                )),
-                (Some(now), None) => changes.push(Change::file(
-                    format!("remove {path}"),
-                    diff::unified(path, now, ""),
-                )),
-                (None, None) => {}
-            }
-        }
+        let mut changes = unit_files::pending(host, &wanted(host, settings))?;
         let timer = on && systemd(host);
         if timer && !enabled(host) {
             changes.push(Change::new(format!("enable {TIMER_NAME}")));
@@ -183,25 +156,7 @@ impl Step for PruneScheduleStep {
         if !timer {
             done.extend(stop_and_disable(host)?);
         }
-        let mut units_changed = false;
-        for (path, want) in wanted(host, settings) {
-            let current = ours(host, path)?;
-            match want {
-                Some(want) if current.as_deref() != Some(want.as_str()) => {
-                    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
-                    host.files.create_dir(dir, 0o755)?;
-                    host.files.write_atomic(path, want.as_bytes(), 0o644)?;
-                    done.push(format!("wrote {path}"));
-                    units_changed |= path.starts_with("/etc/systemd/");
-                }
-                None if current.is_some() => {
-                    host.files.remove(path)?;
-                    done.push(format!("removed {path}"));
-                    units_changed |= path.starts_with("/etc/systemd/");
-                }
-                _ => {}
-            }
-        }
+        let units_changed = unit_files::write(host, &wanted(host, settings), &mut done)?;
         if on && !timer {
             // Where the cron entry leaves its report.
             host.files.create_dir("/var/lib/runner-provision", 0o700)?;

@@ -14,9 +14,9 @@
 
 use anyhow::{Result, bail};
 
-use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId};
-use crate::edit::shutdown_unit::{self, MARKER};
-use crate::edit::{diff, runner_config};
+use super::{CONFIG_TOML, Change, Mode, Settings, State, Step, StepId, unit_files};
+use crate::edit::runner_config;
+use crate::edit::shutdown_unit::{self};
 use crate::host::Host;
 use crate::host::command::Cmd;
 
@@ -86,24 +86,16 @@ fn wanted(host: &Host, settings: &Settings) -> Result<Vec<(&'static str, Option<
     ])
 }
 
-/// The file's text when it is the tool's; an error when the tool should
-/// write it and someone else's file is there.
 fn ours(host: &Host, path: &str) -> Result<Option<String>> {
-    Ok(host
-        .files
-        .read(path)?
-        .filter(|text| text.lines().next().is_some_and(|l| l.starts_with(MARKER))))
+    unit_files::ours(host, path)
 }
 
 fn enabled(host: &Host) -> bool {
-    host.files.is_symlink(WANTS) || host.files.exists(WANTS)
+    unit_files::enabled(host, WANTS)
 }
 
 fn active(host: &Host) -> Result<bool> {
-    Ok(host
-        .probe(Cmd::new("systemctl").args(["is-active", "--quiet", UNIT_NAME]))?
-        .code
-        == Some(0))
+    unit_files::active(host, UNIT_NAME)
 }
 
 /// Stops the unit without unregistering, if it runs (true when it did):
@@ -147,22 +139,7 @@ impl Step for ShutdownUnregister {
 
     fn check(&self, host: &Host, settings: &Settings) -> Result<State> {
         let on = settings.profile.runner.unregister_on_shutdown;
-        let mut changes = Vec::new();
-        for (path, want) in wanted(host, settings)? {
-            let current = ours(host, path)?;
-            match (&current, &want) {
-                (Some(now), Some(want)) if now == want => {}
-                (_, Some(want)) => changes.push(Change::file(
-                    format!("write {path}"),
-                    diff::unified(path, current.as_deref().unwrap_or(""), want),
-                )),
-                (Some(now), None) => changes.push(Change::file(
-                    format!("remove {path}"),
-                    diff::unified(path, now, ""),
-                )),
-                (None, None) => {}
-            }
-        }
+        let mut changes = unit_files::pending(host, &wanted(host, settings)?)?;
         if on && !enabled(host) {
             changes.push(Change::new(format!("enable {UNIT_NAME}")));
         }
@@ -191,25 +168,7 @@ impl Step for ShutdownUnregister {
                 done.push(format!("disabled {UNIT_NAME}"));
             }
         }
-        let mut files_changed = false;
-        for (path, want) in wanted(host, settings)? {
-            let current = ours(host, path)?;
-            match want {
-                Some(want) if current.as_deref() != Some(want.as_str()) => {
-                    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
-                    host.files.create_dir(dir, 0o755)?;
-                    host.files.write_atomic(path, want.as_bytes(), 0o644)?;
-                    done.push(format!("wrote {path}"));
-                    files_changed = true;
-                }
-                None if current.is_some() => {
-                    host.files.remove(path)?;
-                    done.push(format!("removed {path}"));
-                    files_changed = true;
-                }
-                _ => {}
-            }
-        }
+        let files_changed = unit_files::write(host, &wanted(host, settings)?, &mut done)?;
         if files_changed && host.os.systemd {
             host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
         }

@@ -429,6 +429,7 @@ impl Step for Network {
     fn apply(&self, host: &Host, settings: &Settings) -> Result<Vec<String>> {
         let mut done = Vec::new();
         let mut touched: Vec<Layer> = Vec::new();
+        let mut units_changed = false;
         for (file, _, want) in pending_files(host, settings)? {
             match &want {
                 Some(text) => {
@@ -451,6 +452,7 @@ impl Step for Network {
                 }
             }
             touched.push(file.layer);
+            units_changed |= file.path.starts_with("/etc/systemd/");
         }
         let changed = |layer: Layer| touched.contains(&layer);
         if changed(Layer::SystemStore) {
@@ -463,7 +465,8 @@ impl Step for Network {
         }
         let systemd = host.os.systemd;
         let services_changed = changed(Layer::Services);
-        if systemd && (services_changed || changed(Layer::Runner) || changed(Layer::Docker)) {
+        // Only a drop-in is systemd's to read; certificates are the services'.
+        if systemd && units_changed {
             host.run(Cmd::new("systemctl").arg("daemon-reload"))?;
         }
         let docker = docker_pids(host)?;
@@ -655,6 +658,11 @@ mod tests {
         let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
         assert!(
             commands.contains(&"update-ca-certificates --fresh".to_string()),
+            "{commands:?}"
+        );
+        // New drop-ins for both services: systemd reads them again.
+        assert!(
+            commands.contains(&"systemctl daemon-reload".to_string()),
             "{commands:?}"
         );
         assert!(
@@ -984,10 +992,10 @@ mod tests {
         assert_eq!(
             commands(&fake)[ran..],
             [
-                "systemctl daemon-reload",
                 "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
                 "systemctl restart gitlab-runner",
-            ]
+            ],
+            "no unit changed: no daemon-reload"
         );
 
         // A registry to trust: dockerd's layer alone.
@@ -995,10 +1003,7 @@ mod tests {
         settings.profile.network.ca_registries = vec!["registry.corp.example:5050".to_string()];
         let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
         assert_eq!(applied.changed, 1, "{}", out.captured());
-        assert_eq!(
-            commands(&fake)[ran..],
-            ["systemctl daemon-reload", "systemctl restart docker"]
-        );
+        assert_eq!(commands(&fake)[ran..], ["systemctl restart docker"]);
     }
 
     #[test]

@@ -489,6 +489,23 @@ impl FakeHost {
         self.recorded.lock().expect("lock").commands.clone()
     }
 
+    /// The commands run since the `from`th, as shown (`Cmd::display`).
+    pub fn ran_since(&self, from: usize) -> Vec<String> {
+        self.commands()[from..].iter().map(Cmd::display).collect()
+    }
+
+    /// The commands run since the `from`th, an offline root's `chroot DIR`
+    /// left out, each its arguments joined by spaces.
+    pub fn ran_in_root_since(&self, from: usize) -> Vec<String> {
+        self.commands()[from..]
+            .iter()
+            .map(|c| match c.argv.first().map(String::as_str) {
+                Some("chroot") => c.argv[2..].join(" "),
+                _ => c.argv.join(" "),
+            })
+            .collect()
+    }
+
     /// Every regular file under the root and its bytes, for byte-identity checks.
     pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();

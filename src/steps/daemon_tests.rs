@@ -20,14 +20,6 @@ fn daemon(value: serde_json::Value) -> DaemonSettings {
     }
 }
 
-/// Commands run since `from`, as the fake recorded them.
-fn commands_since(fake: &FakeHost, from: usize) -> Vec<String> {
-    fake.commands()[from..]
-        .iter()
-        .map(|c| c.display())
-        .collect()
-}
-
 #[test]
 fn settings_are_merged_beside_a_key_set_by_hand_and_converge() {
     let fake = FakeHost::debian12();
@@ -57,7 +49,8 @@ fn settings_are_merged_beside_a_key_set_by_hand_and_converge() {
     assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
     assert_eq!(fake.snapshot(), before);
     assert!(
-        !commands_since(&fake, from)
+        !fake
+            .ran_since(from)
             .iter()
             .any(|c| c.contains("restart docker")),
         "a converged apply restarted docker"
@@ -212,7 +205,7 @@ fn a_file_dockerd_refuses_at_start_is_rolled_back_and_docker_started_again() {
         fake.root().join("run/docker.pid").exists(),
         "docker is not running"
     );
-    let ran = commands_since(&fake, from);
+    let ran = fake.ran_since(from);
     let at = |wanted: &str| {
         ran.iter()
             .position(|c| c == wanted)
@@ -326,7 +319,7 @@ fn plan_shows_the_diff_and_restarts_nothing() {
         "{text}"
     );
     assert_eq!(fake.snapshot(), before);
-    assert!(commands_since(&fake, from).is_empty(), "plan ran commands");
+    assert!(fake.ran_since(from).is_empty(), "plan ran commands");
 }
 
 #[test]
@@ -383,7 +376,7 @@ fn an_image_gets_the_settings_without_touching_a_service() {
         fake.read(DAEMON_JSON)
             .contains("\"log-driver\": \"json-file\"")
     );
-    let commands = commands_since(&fake, 0);
+    let commands = fake.ran_since(0);
     assert!(
         !commands.iter().any(|c| c.contains("systemctl")),
         "{commands:?}"
@@ -409,7 +402,7 @@ fn without_systemd_docker_is_restarted_by_its_init_script_and_no_systemctl_runs(
         "{}",
         out.captured()
     );
-    let commands = commands_since(&fake, 0);
+    let commands = fake.ran_since(0);
     assert!(
         commands.contains(&"service docker restart".to_string()),
         "{commands:?}"

@@ -566,10 +566,6 @@ mod tests {
             .collect()
     }
 
-    fn commands(fake: &FakeHost) -> Vec<String> {
-        fake.commands().iter().map(|c| c.display()).collect()
-    }
-
     fn mode_of(fake: &FakeHost, path: &str) -> u32 {
         std::fs::metadata(fake.root().join(path.trim_start_matches('/')))
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
@@ -655,7 +651,7 @@ mod tests {
             fake.read("/usr/local/share/ca-certificates/runner-provision-1.crt"),
             ca()
         );
-        let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+        let commands: Vec<String> = fake.ran_since(0);
         assert!(
             commands.contains(&"update-ca-certificates --fresh".to_string()),
             "{commands:?}"
@@ -931,7 +927,7 @@ mod tests {
             } else {
                 &[]
             };
-            assert_eq!(commands(&fake)[ran..], *restarts, "{case}");
+            assert_eq!(fake.ran_since(0)[ran..], *restarts, "{case}");
             let (plan, out) = go(&fake, &settings, &["network"], Mode::Plan);
             assert_eq!(plan.pending, 0, "{case}: restarted: {}", out.captured());
         }
@@ -958,7 +954,7 @@ mod tests {
         );
         assert!(fake.root().join(ENV_FILE.trim_start_matches('/')).exists());
         assert_eq!(
-            commands(&fake),
+            fake.ran_since(0),
             [format!(
                 "chroot {} update-ca-certificates --fresh",
                 fake.root().display()
@@ -990,7 +986,7 @@ mod tests {
         let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
         assert_eq!(applied.changed, 1, "{}", out.captured());
         assert_eq!(
-            commands(&fake)[ran..],
+            fake.ran_since(0)[ran..],
             [
                 "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
                 "systemctl restart gitlab-runner",
@@ -1003,7 +999,7 @@ mod tests {
         settings.profile.network.ca_registries = vec!["registry.corp.example:5050".to_string()];
         let (applied, out) = go(&fake, &settings, &["network"], Mode::Apply);
         assert_eq!(applied.changed, 1, "{}", out.captured());
-        assert_eq!(commands(&fake)[ran..], ["systemctl restart docker"]);
+        assert_eq!(fake.ran_since(0)[ran..], ["systemctl restart docker"]);
     }
 
     #[test]

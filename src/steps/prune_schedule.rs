@@ -215,17 +215,6 @@ mod tests {
         fake.root().join(path.trim_start_matches('/')).exists()
     }
 
-    /// The commands run since the `from`th, `chroot DIR` left out.
-    fn commands_since(fake: &FakeHost, from: usize) -> Vec<String> {
-        fake.commands()[from..]
-            .iter()
-            .map(|c| match c.argv.first().map(String::as_str) {
-                Some("chroot") => c.argv[2..].join(" "),
-                _ => c.argv.join(" "),
-            })
-            .collect()
-    }
-
     #[test]
     fn a_schedule_installs_enables_and_starts_the_timer_once_and_off_takes_it_back() {
         let fake = FakeHost::debian12();
@@ -247,7 +236,7 @@ mod tests {
         let (applied, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 is_active.clone(),
                 reload.clone(),
@@ -275,7 +264,7 @@ mod tests {
         let (again, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((again.changed, again.failed), (0, 0), "{out}");
         assert_eq!(fake.snapshot(), before, "a second apply changed files");
-        assert_eq!(commands_since(&fake, from), [is_active.as_str()], "{out}");
+        assert_eq!(fake.ran_in_root_since(from), [is_active.as_str()], "{out}");
 
         // New settings rewrite the service only, and reload: the timer
         // stays enabled and running.
@@ -288,7 +277,7 @@ mod tests {
             "{out}"
         );
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 is_active.clone(),
                 reload.clone(),
@@ -304,7 +293,7 @@ mod tests {
         let (restarted, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((restarted.changed, restarted.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 is_active.clone(),
                 is_active.clone(),
@@ -321,7 +310,7 @@ mod tests {
         assert!(!exists(&fake, TIMER) && !exists(&fake, SERVICE), "{out}");
         assert!(out.contains(&format!("stopped {TIMER_NAME}")), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 is_active,
                 format!("systemctl stop {TIMER_NAME}"),
@@ -366,7 +355,7 @@ mod tests {
         assert!(exists(&fake, TIMER_WANTS), "{out}");
         // Neither reloaded nor asked nor started.
         assert_eq!(
-            commands_since(&fake, 0),
+            fake.ran_in_root_since(0),
             [format!("systemctl enable {TIMER_NAME}")],
             "{out}"
         );
@@ -385,7 +374,7 @@ mod tests {
             "{out}"
         );
         assert!(!exists(&fake, TIMER) && !exists(&fake, SERVICE), "{out}");
-        assert_eq!(commands_since(&fake, 0), Vec::<String>::new(), "{out}");
+        assert_eq!(fake.ran_in_root_since(0), Vec::<String>::new(), "{out}");
     }
 
     #[test]
@@ -408,7 +397,7 @@ mod tests {
         let (off, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((off.changed, off.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 format!("systemctl is-active --quiet {TIMER_NAME}"),
                 format!("systemctl disable {TIMER_NAME}"),

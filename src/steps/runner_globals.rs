@@ -270,10 +270,6 @@ mod tests {
         (fake, settings)
     }
 
-    fn commands(fake: &FakeHost) -> Vec<String> {
-        fake.commands().iter().map(|c| c.display()).collect()
-    }
-
     #[test]
     fn reloaded_settings_are_written_once_without_a_restart() {
         let (fake, mut settings) = registered();
@@ -315,7 +311,11 @@ mod tests {
             runner_part(&before),
             "runners untouched"
         );
-        assert_eq!(commands(&fake)[spawned..], [] as [String; 0], "no restart");
+        assert_eq!(
+            fake.ran_since(0)[spawned..],
+            [] as [String; 0],
+            "no restart"
+        );
 
         let snapshot = fake.snapshot();
         let (again, out) = go(&fake, &settings, Mode::Apply);
@@ -344,7 +344,7 @@ mod tests {
             out.captured()
         );
         assert_eq!(
-            commands(&fake)[spawned..],
+            fake.ran_since(0)[spawned..],
             [
                 "systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner",
                 "systemctl restart gitlab-runner"
@@ -361,7 +361,7 @@ mod tests {
         assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
         assert_eq!(fake.snapshot(), snapshot);
         assert_eq!(
-            commands(&fake).len(),
+            fake.ran_since(0).len(),
             spawned,
             "listening: no second restart"
         );
@@ -468,7 +468,7 @@ mod tests {
             fake.read(CONFIG_TOML),
             "listen_address = \":9252\"\nconcurrent = 2\n"
         );
-        assert!(commands(&fake).is_empty(), "{:?}", commands(&fake));
+        assert!(fake.ran_since(0).is_empty(), "{:?}", fake.ran_since(0));
         let warned = out.captured();
         assert!(warned.contains("reachable from other hosts"), "{warned}");
         let mode = std::fs::metadata(fake.root().join("etc/gitlab-runner/config.toml"))
@@ -555,7 +555,7 @@ mod tests {
             text.contains("--listen-address / LISTEN_ADDRESS :9999, which wins over config.toml's listen_address"),
             "{text}"
         );
-        assert_eq!(commands(&fake).len(), spawned, "no restart: {text}");
+        assert_eq!(fake.ran_since(0).len(), spawned, "no restart: {text}");
         let (again, out) = go(&fake, &settings, Mode::Apply);
         assert_eq!((again.changed, again.failed), (0, 0), "{}", out.captured());
 

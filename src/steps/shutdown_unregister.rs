@@ -212,17 +212,6 @@ mod tests {
         (counts, reporter.captured())
     }
 
-    /// The commands run since the `from`th, `chroot DIR` left out.
-    fn commands_since(fake: &FakeHost, from: usize) -> Vec<String> {
-        fake.commands()[from..]
-            .iter()
-            .map(|c| match c.argv.first().map(String::as_str) {
-                Some("chroot") => c.argv[2..].join(" "),
-                _ => c.argv.join(" "),
-            })
-            .collect()
-    }
-
     #[test]
     fn on_writes_and_enables_the_unit_once_and_off_takes_it_back() {
         let fake = FakeHost::debian12();
@@ -235,7 +224,7 @@ mod tests {
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
         // An image: enabled, neither reloaded nor asked nor started.
         assert_eq!(
-            commands_since(&fake, 0),
+            fake.ran_in_root_since(0),
             [format!("systemctl enable {UNIT_NAME}")],
             "{out}"
         );
@@ -259,7 +248,7 @@ mod tests {
         assert_eq!((off.changed, off.failed), (1, 0), "{out}");
         // Nothing runs in an image: no stop, disabled only.
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [format!("systemctl disable {UNIT_NAME}")],
             "{out}"
         );
@@ -298,7 +287,7 @@ mod tests {
         let (applied, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((applied.changed, applied.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, 0),
+            fake.ran_in_root_since(0),
             [
                 is_active.clone(),
                 "systemctl daemon-reload".to_string(),
@@ -316,7 +305,7 @@ mod tests {
         let from = fake.commands().len();
         let (again, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((again.changed, again.failed), (0, 0), "{out}");
-        assert_eq!(commands_since(&fake, from), [is_active.as_str()], "{out}");
+        assert_eq!(fake.ran_in_root_since(from), [is_active.as_str()], "{out}");
 
         // A new timeout rewrites the drop-in alone and reloads; the unit
         // runs and stays enabled.
@@ -327,7 +316,7 @@ mod tests {
         assert!(out.contains(&format!("wrote {DROP_IN}")), "{out}");
         assert!(!out.contains(&format!("wrote {UNIT}")), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 is_active.clone(),
                 "systemctl daemon-reload".to_string(),
@@ -343,7 +332,7 @@ mod tests {
         let (restarted, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((restarted.changed, restarted.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [is_active.clone(), is_active.clone(), start, is_active],
             "{out}"
         );
@@ -371,7 +360,7 @@ mod tests {
             "{out}"
         );
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 format!("systemctl is-active --quiet {UNIT_NAME}"),
                 "systemctl daemon-reload".to_string(),
@@ -408,7 +397,7 @@ mod tests {
         let (off, out) = go(&fake, &settings, Mode::Apply, true);
         assert_eq!((off.changed, off.failed), (1, 0), "{out}");
         assert_eq!(
-            commands_since(&fake, from),
+            fake.ran_in_root_since(from),
             [
                 format!("systemctl is-active --quiet {UNIT_NAME}"),
                 format!("systemctl disable {UNIT_NAME}"),

@@ -69,10 +69,7 @@ fn full_apply_converges_and_a_second_apply_changes_nothing() {
         before,
         "a converged apply must leave every file byte-identical"
     );
-    let spawned: Vec<String> = fake.commands()[commands_before..]
-        .iter()
-        .map(|c| c.display())
-        .collect();
+    let spawned: Vec<String> = fake.ran_since(commands_before);
     assert_eq!(
         spawned,
         vec![
@@ -614,7 +611,7 @@ fn stopped_docker_is_started_not_reinstalled() {
         Mode::Apply,
     );
     assert_eq!(counts.changed, 1, "{}", out.captured());
-    let run: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(n);
     assert_eq!(run, vec!["systemctl start docker"]);
 }
 
@@ -639,7 +636,7 @@ fn a_runner_service_running_as_the_account_is_restarted_after_the_group_change()
         "{}",
         out.captured()
     );
-    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(0);
     assert_eq!(
         run,
         vec![
@@ -676,7 +673,7 @@ fn offline_root_persists_files_and_skips_live_actions() {
         "{text}"
     );
     assert!(text.contains("offline root"), "{text}");
-    let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let commands: Vec<String> = fake.ran_since(0);
     assert!(
         commands
             .iter()
@@ -712,7 +709,7 @@ fn an_image_gets_docker_installed_and_enabled_never_started() {
     );
     let text = reporter.captured();
     assert_eq!((counts.changed, counts.failed), (1, 0), "{text}");
-    let commands: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let commands: Vec<String> = fake.ran_since(0);
     assert!(
         commands
             .iter()
@@ -1040,7 +1037,7 @@ fn a_template_error_with_a_usable_socket_asks_the_client_again_for_the_cause() {
         "{text}"
     );
     assert!(!text.contains("permission denied"), "{text}");
-    let asked: Vec<String> = fake.commands()[n..].iter().map(|c| c.display()).collect();
+    let asked: Vec<String> = fake.ran_since(n);
     assert_eq!(
         asked,
         [
@@ -1224,7 +1221,7 @@ fn an_interrupted_dpkg_is_finished_before_installing() {
         Mode::Apply,
     );
     assert_eq!(counts.failed, 0, "{}", out.captured());
-    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(0);
     let configure = run
         .iter()
         .position(|c| c == "dpkg --configure -a")
@@ -1567,7 +1564,7 @@ fn a_graceful_restart_says_how_many_jobs_it_waits_for_on_the_host_clock() {
         "{out}"
     );
     assert!(fake.machine().slept >= Duration::from_secs(60));
-    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(0);
     assert_eq!(
         run,
         vec!["systemctl kill --signal=SIGQUIT --kill-who=main gitlab-runner"],
@@ -1585,7 +1582,7 @@ fn a_graceful_restart_says_how_many_jobs_it_waits_for_on_the_host_clock() {
         ),
         "{done}"
     );
-    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(0);
     assert_eq!(
         run[1..],
         [
@@ -1709,7 +1706,7 @@ fn steps_install_through_the_package_manager_in_one_transaction() {
                 "{line}"
             );
         }
-        let spawned: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+        let spawned: Vec<String> = fake.ran_since(0);
         assert!(
             !spawned
                 .iter()
@@ -2022,7 +2019,7 @@ fn several_modules_are_listed_in_one_file_and_all_kept() {
         fake.read("/etc/modules"),
         "# /etc/modules: kernel modules to load at boot time.\nloop\noverlay\nbr_netfilter\nip_vs\n"
     );
-    let run: Vec<String> = fake.commands().iter().map(|c| c.display()).collect();
+    let run: Vec<String> = fake.ran_since(0);
     assert_eq!(
         run,
         vec!["modprobe br_netfilter", "modprobe ip_vs"],
